@@ -1,0 +1,54 @@
+"""Shared fixtures. Tests are marked by folder: tests/unit, tests/integration, tests/e2e."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# Console scripts of the environment running the tests (the venv need not be on PATH).
+BIN = Path(sys.executable).parent
+os.environ.setdefault("TWIN_OPS_HOME", str(ROOT))
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        kind = Path(item.fspath).relative_to(ROOT / "tests").parts[0]
+        if kind in {"unit", "integration", "e2e"}:
+            item.add_marker(getattr(pytest.mark, kind))
+
+
+@pytest.fixture(scope="session")
+def params():
+    from twin_ops.config import load_params
+
+    return load_params(ROOT / "params.yaml")
+
+
+@pytest.fixture(scope="session")
+def settings():
+    from twin_ops.config import Settings
+
+    return Settings()
+
+
+@pytest.fixture(scope="session")
+def paths(params, settings):
+    from twin_ops.config import resolve_paths
+
+    return resolve_paths(params, settings)
+
+
+@pytest.fixture(scope="session")
+def airflow_env(params, paths):
+    """Environment for `airflow` subprocesses: the project's Airflow home, migrated once."""
+    import subprocess
+
+    from twin_ops.services.airflow_home import airflow_environment
+
+    env = {**os.environ, **airflow_environment(params, paths)}
+    subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True)
+    return env

@@ -1,0 +1,1 @@
+"""twin-ops: an LLM twin, end to end."""

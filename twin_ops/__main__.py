@@ -1,0 +1,3 @@
+from twin_ops.cli import app
+
+app()

@@ -1,0 +1,168 @@
+"""The `twin-ops` command line: one subcommand per stage, calling the same functions as the DAGs.
+
+Each stage adds its subcommand when the stage exists; nothing here is a placeholder.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from twin_ops.config import ConfigError, Params, Paths, Settings, load_params, resolve_paths
+
+app = typer.Typer(help="twin-ops: build, check, train and serve an LLM twin.", no_args_is_help=True)
+services_app = typer.Typer(help="Start, stop and inspect the local services (Weaviate, Docker).")
+config_app = typer.Typer(help="Inspect the resolved configuration.")
+app.add_typer(services_app, name="services")
+app.add_typer(config_app, name="config")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _overrides(assignments: list[str]) -> dict[str, Any]:
+    """`section.key=value` pairs (values parsed as YAML scalars) to a nested dict."""
+    overrides: dict[str, Any] = {}
+    for assignment in assignments:
+        key, sep, raw = assignment.partition("=")
+        if not sep or "." not in key:
+            raise ConfigError(f"--set {assignment!r}: expected section.key=value")
+        *sections, leaf = key.split(".")
+        node = overrides
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[leaf] = yaml.safe_load(raw)
+    return overrides
+
+
+def _load(assignments: list[str] | None = None) -> tuple[Params, Paths, Settings]:
+    try:
+        params = load_params(overrides=_overrides(assignments or []))
+        settings = Settings()
+        return params, resolve_paths(params, settings), settings
+    except ConfigError as exc:
+        err_console.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+SetOption = Annotated[
+    list[str] | None, typer.Option("--set", help="Override a parameter: section.key=value.")
+]
+
+
+@config_app.command("show")
+def config_show(overrides: SetOption = None) -> None:
+    """Print the validated parameters (params.yaml + overrides) and the resolved paths."""
+    params, paths, settings = _load(overrides)
+    console.print(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False).rstrip())
+    table = Table("setting", "value", title="paths and endpoints")
+    for name, value in paths.model_dump(mode="json").items():
+        table.add_row(f"paths.{name}", str(value))
+    for name, value in settings.model_dump(mode="json").items():
+        shown = "***" if value and ("key" in name or "secret" in name) else str(value)
+        table.add_row(f"env.{name.upper()}", shown)
+    console.print(table)
+
+
+StartedFile = Annotated[
+    Path | None,
+    typer.Option(help="up: record the services this call started; down: stop only those."),
+]
+
+
+@services_app.command("up")
+def services_up(
+    docker: Annotated[
+        bool, typer.Option("--docker", help="Also start a Docker engine for job containers.")
+    ] = False,
+    weaviate: Annotated[bool, typer.Option(help="Start the local Weaviate server.")] = True,
+    started_file: StartedFile = None,
+) -> None:
+    """Start the local services (the Weaviate server; dockerd with --docker); idempotent."""
+    from twin_ops.services import docker_engine
+    from twin_ops.services import weaviate as weaviate_service
+
+    params, paths, settings = _load()
+    started: list[str] = []
+    try:
+        if weaviate and not settings.weaviate_url and not weaviate_service.is_running(params):
+            weaviate_service.start_server(params, paths, log=console.print)
+            started.append("weaviate")
+        if docker:
+            if settings.docker_host is None and docker_engine.ping(settings) is None:
+                started.append("docker")
+            docker_engine.start_engine(params, paths, settings, log=console.print)
+    except (weaviate_service.WeaviateUnavailable, docker_engine.DockerUnavailable) as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    finally:
+        if started_file is not None:
+            started_file.write_text("".join(f"{name}\n" for name in started))
+    services_status()
+
+
+@services_app.command("down")
+def services_down(started_file: StartedFile = None) -> None:
+    """Stop the services twin-ops started (by PID); engines it did not start are left alone."""
+    from twin_ops.services import docker_engine
+    from twin_ops.services import weaviate as weaviate_service
+
+    params, paths, _ = _load()
+    names = {"weaviate", "docker"}
+    if started_file is not None:
+        names = set(started_file.read_text().split()) if started_file.exists() else set()
+    if "weaviate" in names:
+        weaviate_service.stop_server(params, paths, log=console.print)
+    if "docker" in names:
+        docker_engine.stop_engine(log=console.print)
+
+
+@services_app.command("status")
+def services_status() -> None:
+    """Show Weaviate (version, URL, data dir, PID) and Docker (URL, version, base image)."""
+    from twin_ops.services import docker_engine
+    from twin_ops.services import weaviate as weaviate_service
+
+    params, paths, settings = _load()
+    table = Table("service", "state", "details", title="twin-ops services")
+    server = weaviate_service.server_info(params, paths, settings)
+    version = weaviate_service.server_version(server.url)
+    state = f"[green]up[/green] v{version}" if version else "[red]down[/red]"
+    details = f"{server.url} (grpc {server.grpc_port}) mode={server.mode}"
+    if server.data_dir:
+        details += f" data={server.data_dir}"
+    if server.pid:
+        details += f" pid={server.pid}"
+    if not version:
+        details += f"; pinned v{params.weaviate.version}"
+    table.add_row("weaviate", state, details)
+    engine = docker_engine.engine_info(params, settings)
+    state = f"[green]up[/green] {engine.server_version}" if engine.server_version else "[red]down[/red]"
+    details = f"{engine.url} managed={engine.managed}"
+    if engine.pid:
+        details += f" pid={engine.pid}"
+    details += (
+        f" base image {params.docker.base_image}: {'present' if engine.base_image_present else 'absent'}"
+    )
+    table.add_row("docker", state, details)
+    console.print(table)
+
+
+@services_app.command("airflow-env")
+def services_airflow_env() -> None:
+    """Print `export` lines for Airflow's home under this project (eval them in a shell)."""
+    from twin_ops.services.airflow_home import airflow_environment
+
+    params, paths, _ = _load()
+    for name, value in airflow_environment(params, paths).items():
+        print(f"export {name}={shlex.quote(value)}")
+
+
+if __name__ == "__main__":
+    app()

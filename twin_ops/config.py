@@ -1,0 +1,200 @@
+"""Configuration: tunable parameters from params.yaml, endpoints and secrets from the environment.
+
+Two kinds of configuration, kept apart on purpose:
+
+* ``Params`` — every tunable number and name, read from ``params.yaml`` (the one source of truth,
+  also read by DVC). Unknown keys are errors, so a typo never silently falls back to a default.
+  One run can override keys with ``TWIN_OPS_PARAM__<section>__<key>`` environment variables or a
+  nested dict (Airflow DAG params).
+* ``Settings`` — where services live and how to authenticate (``WEAVIATE_URL``,
+  ``WEAVIATE_API_KEY``, ``RAY_ADDRESS``, ``DOCKER_HOST``). Never written in code or params.yaml.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PARAMS_FILE = "params.yaml"
+PARAM_ENV_PREFIX = "TWIN_OPS_PARAM__"
+
+
+class ConfigError(ValueError):
+    """A bad params.yaml or override; the message names the offending key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProjectParams(_Section):
+    state_dir: Path = Path(".twin")
+    data_dir: Path = Path("data")
+
+
+class WeaviateParams(_Section):
+    version: str = Field(pattern=r"^\d+\.\d+\.\d+$")
+    go_package: str
+    http_port: int = Field(ge=1, le=65535)
+    grpc_port: int = Field(ge=1, le=65535)
+    startup_timeout_s: float = Field(gt=0)
+
+
+class DockerParams(_Section):
+    base_image: str
+    debian_suite: str
+    debian_mirror: str
+    startup_timeout_s: float = Field(gt=0)
+
+
+class AirflowParams(_Section):
+    parallelism: int = Field(ge=1)
+    max_active_tasks_per_dag: int = Field(ge=1)
+    max_dag_parse_seconds: float = Field(gt=0)
+
+
+class Params(_Section):
+    project: ProjectParams
+    weaviate: WeaviateParams
+    docker: DockerParams
+    airflow: AirflowParams
+
+
+class Settings(BaseSettings):
+    """Endpoints and secrets, from the environment only."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    # Project root; default: the nearest folder at or above the working directory with params.yaml.
+    twin_ops_home: Path | None = None
+    # Set to use an existing Weaviate (docker-compose, a cluster); unset = local embedded server.
+    weaviate_url: str | None = None
+    weaviate_grpc_url: str | None = None
+    weaviate_api_key: str | None = None
+    ray_address: str | None = None
+    docker_host: str | None = None
+    # Machine-wide cache for things that outlive one checkout (the Weaviate binary, Go build).
+    twin_ops_cache: Path = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "twin-ops"
+
+
+def project_root(settings: Settings | None = None) -> Path:
+    """The folder holding params.yaml: TWIN_OPS_HOME if set, else searched upwards from cwd."""
+    settings = settings or Settings()
+    if settings.twin_ops_home is not None:
+        return settings.twin_ops_home.resolve()
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / PARAMS_FILE).is_file():
+            return folder
+    raise ConfigError(
+        f"no {PARAMS_FILE} found in {here} or its parents; run inside a twin-ops project or set TWIN_OPS_HOME"
+    )
+
+
+def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """Nested overrides from TWIN_OPS_PARAM__<section>__<key>=<yaml scalar> variables."""
+    environ = dict(os.environ) if environ is None else environ
+    overrides: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(PARAM_ENV_PREFIX):
+            continue
+        path = [part.lower() for part in name[len(PARAM_ENV_PREFIX) :].split("__") if part]
+        if len(path) < 2:
+            raise ConfigError(f"{name}: expected {PARAM_ENV_PREFIX}<section>__<key>")
+        node = overrides
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = yaml.safe_load(raw)
+    return overrides
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    lines = [f"invalid parameters in {source}:"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "<root>"
+        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+        lines.append(f"  {key}: {message} (got {item.get('input')!r})")
+    return "\n".join(lines)
+
+
+def load_params(
+    path: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    *,
+    use_env: bool = True,
+) -> Params:
+    """Read and validate params.yaml, then apply env and explicit overrides (explicit wins)."""
+    path = path or project_root() / PARAMS_FILE
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: file not found") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    if use_env:
+        raw = _deep_merge(raw, env_overrides())
+    if overrides:
+        raw = _deep_merge(raw, overrides)
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, str(path))) from exc
+
+
+class Paths(BaseModel):
+    """Where a project's files live, resolved to absolute paths once."""
+
+    model_config = ConfigDict(frozen=True)
+
+    root: Path
+    state: Path
+    data: Path
+    cache: Path
+
+    @property
+    def weaviate_data(self) -> Path:
+        return self.state / "weaviate" / "data"
+
+    @property
+    def weaviate_binaries(self) -> Path:
+        return self.cache / "weaviate"
+
+    @property
+    def docker_root(self) -> Path:
+        return self.cache / "docker"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.state / "airflow"
+
+    @property
+    def logs(self) -> Path:
+        return self.state / "logs"
+
+
+def resolve_paths(params: Params, settings: Settings | None = None) -> Paths:
+    settings = settings or Settings()
+    root = project_root(settings)
+    return Paths(
+        root=root,
+        state=(root / params.project.state_dir).resolve(),
+        data=(root / params.project.data_dir).resolve(),
+        cache=settings.twin_ops_cache.resolve(),
+    )

@@ -1,0 +1,1 @@
+"""The real services twin-ops runs on: Weaviate, a Docker engine for job containers, Airflow's home."""
