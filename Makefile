@@ -27,7 +27,7 @@ $(UV):
 
 # Installs exactly the locked versions (uv.lock); a no-op when .venv is already in sync.
 install: $(UV)
-	$(UV) sync --frozen
+	$(UV) sync --frozen --quiet
 
 lint: install
 	$(BIN)/ruff check .
