@@ -164,5 +164,120 @@ def services_airflow_env() -> None:
         print(f"export {name}={shlex.quote(value)}")
 
 
+@app.command("validate")
+def validate(
+    dataset: Annotated[
+        str,
+        typer.Argument(help="raw_documents, cleaned_documents, chunks, instruct_dataset, preference_dataset"),
+    ],
+    author: Annotated[str, typer.Option("--author", help="Author id.")],
+    path: Annotated[
+        Path | None, typer.Option(help="Validate these files instead of the published dataset.")
+    ] = None,
+    publish: Annotated[
+        bool,
+        typer.Option(
+            "--publish", help="raw_documents: validate the crawl store, publish it to data/raw if valid."
+        ),
+    ] = False,
+) -> None:
+    """Run a dataset's Great Expectations suite: summary table, Data Docs, exit 1 on failure."""
+    from twin_ops.quality import frames, suites
+    from twin_ops.quality.validate import ValidationFailed, publish_if_valid, validate_dataset
+
+    params, paths, _ = _load()
+    if dataset not in suites.SUITES:
+        err_console.print(f"[red]unknown dataset {dataset!r}[/red]; choose from {', '.join(suites.SUITES)}")
+        raise typer.Exit(2)
+    if publish and dataset != "raw_documents":
+        err_console.print(
+            "[red]--publish applies to raw_documents only[/red] (other stages publish their own)"
+        )
+        raise typer.Exit(2)
+    source = path or (frames.staged_location(paths, dataset, author) if publish else None)
+    try:
+        report = validate_dataset(dataset, author, params, paths, location=source)
+    except frames.DatasetNotFound as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    table = Table(
+        "expectation", "column", "observed", "result", title=f"{dataset} · {author} · {report.rows} rows"
+    )
+    for name, column, observed, result in _summary_rows(report):
+        table.add_row(name, column, observed, result if result == "pass" else f"[red]{result}[/red]")
+    console.print(table)
+    console.print(f"Data Docs: {report.data_docs}")
+    if publish:
+        target = frames.dataset_location(paths, dataset, author)
+        try:
+            publish_if_valid(source, target, report)
+        except ValidationFailed as exc:
+            err_console.print(f"[red]{exc}; {target} left unchanged[/red]")
+            raise typer.Exit(1) from exc
+        console.print(f"published {source} -> {target}")
+    verdict = "passed" if report.success else f"FAILED ({len(report.failed)} of {len(report.outcomes)})"
+    console.print(f"validate {dataset} {author}: {verdict}, {report.rows} rows")
+    if not report.success:
+        raise typer.Exit(1)
+
+
+def _summary_rows(report) -> list[tuple[str, str, str, str]]:
+    return [
+        (outcome.name, outcome.column or "", outcome.observed[:60], "pass" if outcome.success else "FAIL")
+        for outcome in report.outcomes
+    ]
+
+
+@app.command("lineage")
+def lineage_command(
+    artifact: Annotated[str, typer.Argument(help="A DVC-tracked path, e.g. data/raw/wren-halvorsen.")],
+) -> None:
+    """Print the chain of stages, params and input hashes that produced an artifact (from dvc.lock)."""
+    from rich.tree import Tree
+
+    from twin_ops.quality.lineage import LineageError, StageRecord, lineage, read_lock
+
+    _, paths, _ = _load()
+    lock_file = paths.root / "dvc.lock"
+    try:
+        record = lineage(artifact, read_lock(lock_file.read_text() if lock_file.exists() else ""))
+    except LineageError as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+
+    def add(node: Tree, stage: StageRecord) -> None:
+        branch = node.add(f"[bold]{stage.name}[/bold]: {stage.cmd}")
+        for name, value in sorted(stage.params.items()):
+            branch.add(f"param {name} = {value}")
+        for path, md5 in stage.deps.items():
+            branch.add(f"dep {path} [dim]{md5}[/dim]")
+        for upstream in stage.upstream:
+            add(branch, upstream)
+
+    tree = Tree(f"{artifact} [dim]{next(iter(record.outs.values()), '')}[/dim]")
+    add(tree, record)
+    console.print(tree)
+
+
+data_app = typer.Typer(help="Dataset versions (git + dvc.lock).")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("versions")
+def data_versions_command(limit: int = 20) -> None:
+    """List dataset versions, newest first, with hashes and validated row counts."""
+    from twin_ops.quality.lineage import data_versions
+
+    _, paths, _ = _load()
+    table = Table("rev", "date", "subject", "dataset", "md5", "rows", title="data versions")
+    for version in data_versions(paths.root, limit):
+        for path, md5 in sorted(version.outputs.items()):
+            author = Path(path).name
+            rows = next((n for report, n in version.rows.items() if Path(report).stem == author), None)
+            table.add_row(version.rev, version.date, version.subject[:40], path, md5[:12], str(rows or ""))
+    console.print(table)
+    console.print("restore one: git checkout <rev> -- dvc.lock && dvc checkout")
+
+
 if __name__ == "__main__":
     app()

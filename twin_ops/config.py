@@ -52,6 +52,54 @@ class DockerParams(_Section):
     startup_timeout_s: float = Field(gt=0)
 
 
+class RawDocumentsQuality(_Section):
+    min_documents: int = Field(ge=0)
+    min_content_chars: int = Field(ge=1)
+    max_content_chars: int = Field(ge=1)
+    near_empty_chars: int = Field(ge=0)
+    max_near_empty_share: float = Field(ge=0, le=1)
+    max_clock_skew_minutes: float = Field(ge=0)
+
+
+class CleanedDocumentsQuality(_Section):
+    min_documents: int = Field(ge=0)
+    min_text_chars: int = Field(ge=1)
+    max_text_chars: int = Field(ge=1)
+
+
+class ChunksQuality(_Section):
+    min_chunks: int = Field(ge=0)
+    min_tokens: int = Field(ge=1)
+    max_tokens: int = Field(ge=1)
+    min_unique_text_share: float = Field(ge=0, le=1)
+
+
+class InstructDatasetQuality(_Section):
+    min_samples: int = Field(ge=0)
+    min_instruction_chars: int = Field(ge=1)
+    max_instruction_chars: int = Field(ge=1)
+    min_answer_chars: int = Field(ge=1)
+    max_answer_chars: int = Field(ge=1)
+    min_answer_tokens: int = Field(ge=1)
+    max_answer_tokens: int = Field(ge=1)
+
+
+class PreferenceDatasetQuality(_Section):
+    min_samples: int = Field(ge=0)
+    min_prompt_chars: int = Field(ge=1)
+    min_chosen_chars: int = Field(ge=1)
+    min_rejected_chars: int = Field(ge=1)
+
+
+class QualityParams(_Section):
+    reports_dir: Path
+    raw_documents: RawDocumentsQuality
+    cleaned_documents: CleanedDocumentsQuality
+    chunks: ChunksQuality
+    instruct_dataset: InstructDatasetQuality
+    preference_dataset: PreferenceDatasetQuality
+
+
 class AirflowParams(_Section):
     parallelism: int = Field(ge=1)
     max_active_tasks_per_dag: int = Field(ge=1)
@@ -62,6 +110,7 @@ class Params(_Section):
     project: ProjectParams
     weaviate: WeaviateParams
     docker: DockerParams
+    quality: QualityParams
     airflow: AirflowParams
 
 
@@ -166,6 +215,7 @@ class Paths(BaseModel):
     root: Path
     state: Path
     data: Path
+    reports: Path
     cache: Path
 
     @property
@@ -196,5 +246,6 @@ def resolve_paths(params: Params, settings: Settings | None = None) -> Paths:
         root=root,
         state=(root / params.project.state_dir).resolve(),
         data=(root / params.project.data_dir).resolve(),
+        reports=(root / params.quality.reports_dir).resolve(),
         cache=settings.twin_ops_cache.resolve(),
     )

@@ -1,0 +1,1 @@
+"""Data quality: Great Expectations suites for every dataset, validation reports, lineage."""
