@@ -12,6 +12,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # Console scripts of the environment running the tests (the venv need not be on PATH).
 BIN = Path(sys.executable).parent
 os.environ.setdefault("TWIN_OPS_HOME", str(ROOT))
+# Nothing may reach a model hub in tests: models come from PyPI packages or are built locally.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 def pytest_collection_modifyitems(items):

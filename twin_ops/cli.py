@@ -51,9 +51,7 @@ def _load(assignments: list[str] | None = None) -> tuple[Params, Paths, Settings
         raise typer.Exit(2) from exc
 
 
-SetOption = Annotated[
-    list[str] | None, typer.Option("--set", help="Override a parameter: section.key=value.")
-]
+SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a parameter: section.key=value.")]
 
 
 @config_app.command("show")
@@ -78,9 +76,7 @@ StartedFile = Annotated[
 
 @services_app.command("up")
 def services_up(
-    docker: Annotated[
-        bool, typer.Option("--docker", help="Also start a Docker engine for job containers.")
-    ] = False,
+    docker: Annotated[bool, typer.Option("--docker", help="Also start a Docker engine for job containers.")] = False,
     weaviate: Annotated[bool, typer.Option(help="Start the local Weaviate server.")] = True,
     started_file: StartedFile = None,
 ) -> None:
@@ -147,9 +143,7 @@ def services_status() -> None:
     details = f"{engine.url} managed={engine.managed}"
     if engine.pid:
         details += f" pid={engine.pid}"
-    details += (
-        f" base image {params.docker.base_image}: {'present' if engine.base_image_present else 'absent'}"
-    )
+    details += f" base image {params.docker.base_image}: {'present' if engine.base_image_present else 'absent'}"
     table.add_row("docker", state, details)
     console.print(table)
 
@@ -171,14 +165,10 @@ def validate(
         typer.Argument(help="raw_documents, cleaned_documents, chunks, instruct_dataset, preference_dataset"),
     ],
     author: Annotated[str, typer.Option("--author", help="Author id.")],
-    path: Annotated[
-        Path | None, typer.Option(help="Validate these files instead of the published dataset.")
-    ] = None,
+    path: Annotated[Path | None, typer.Option(help="Validate these files instead of the published dataset.")] = None,
     publish: Annotated[
         bool,
-        typer.Option(
-            "--publish", help="raw_documents: validate the crawl store, publish it to data/raw if valid."
-        ),
+        typer.Option("--publish", help="raw_documents: validate the crawl store, publish it to data/raw if valid."),
     ] = False,
 ) -> None:
     """Run a dataset's Great Expectations suite: summary table, Data Docs, exit 1 on failure."""
@@ -190,9 +180,7 @@ def validate(
         err_console.print(f"[red]unknown dataset {dataset!r}[/red]; choose from {', '.join(suites.SUITES)}")
         raise typer.Exit(2)
     if publish and dataset != "raw_documents":
-        err_console.print(
-            "[red]--publish applies to raw_documents only[/red] (other stages publish their own)"
-        )
+        err_console.print("[red]--publish applies to raw_documents only[/red] (other stages publish their own)")
         raise typer.Exit(2)
     source = path or (frames.staged_location(paths, dataset, author) if publish else None)
     try:
@@ -200,9 +188,7 @@ def validate(
     except frames.DatasetNotFound as exc:
         err_console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from exc
-    table = Table(
-        "expectation", "column", "observed", "result", title=f"{dataset} · {author} · {report.rows} rows"
-    )
+    table = Table("expectation", "column", "observed", "result", title=f"{dataset} · {author} · {report.rows} rows")
     for name, column, observed, result in _summary_rows(report):
         table.add_row(name, column, observed, result if result == "pass" else f"[red]{result}[/red]")
     console.print(table)
@@ -226,6 +212,65 @@ def _summary_rows(report) -> list[tuple[str, str, str, str]]:
         (outcome.name, outcome.column or "", outcome.observed[:60], "pass" if outcome.success else "FAIL")
         for outcome in report.outcomes
     ]
+
+
+@app.command("features")
+def features_command(
+    author: Annotated[str, typer.Option("--author", help="Author id.")],
+    rebuild: Annotated[
+        bool, typer.Option(help="Rebuild this author into new index versions instead of updating in place.")
+    ] = False,
+) -> None:
+    """Clean → validate → chunk → validate → embed → index, for one author's published raw documents."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from twin_ops.features.pipeline import run_features
+    from twin_ops.quality.frames import DatasetNotFound
+    from twin_ops.quality.validate import ValidationFailed
+
+    params, paths, _ = _load()
+    with Progress(
+        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()
+    ) as progress:
+        task = progress.add_task("embedding chunks", total=None)
+
+        def on_embedded(done: int, total: int) -> None:
+            progress.update(task, advance=done, total=total)
+
+        try:
+            summary = run_features(author, params, paths, rebuild=rebuild, on_embedded=on_embedded)
+        except (ValidationFailed, DatasetNotFound) as exc:
+            err_console.print(f"[red]{exc}[/red] — the index and data/features are unchanged")
+            raise typer.Exit(1) from exc
+    console.print(summary.line())
+
+
+@app.command("search")
+def search_command(
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    author: Annotated[str | None, typer.Option("--author", help="Only this author's chunks.")] = None,
+    k: Annotated[int | None, typer.Option(help="How many results.")] = None,
+    alpha: Annotated[float | None, typer.Option(help="0 = keyword only, 1 = vector only.")] = None,
+) -> None:
+    """Hybrid (BM25 + vector) search over the index, as serving retrieves."""
+    from twin_ops.features.embed import Embedder
+    from twin_ops.features.search import BadQuery, search
+    from twin_ops.services.weaviate import connect
+
+    params, _, _ = _load()
+    features = params.features
+    embedder = Embedder(features.embedding_model, features.device, features.embedding_batch_size)
+    with connect(params) as client:
+        try:
+            hits = search(client, embedder, features, query, author, k, alpha)
+        except BadQuery as exc:
+            err_console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from exc
+    table = Table("#", "score", "title", "excerpt", "url", title=f"{len(hits)} results for {query!r}")
+    for rank, hit in enumerate(hits, start=1):
+        excerpt = " ".join(hit.text.split())[:90]
+        table.add_row(str(rank), f"{hit.score:.3f}", hit.title, excerpt, hit.url)
+    console.print(table)
 
 
 @app.command("lineage")

@@ -52,6 +52,36 @@ class DockerParams(_Section):
     startup_timeout_s: float = Field(gt=0)
 
 
+class ChunkingBudget(_Section):
+    max_tokens: int = Field(ge=8)
+    overlap_tokens: int = Field(ge=0)
+
+
+class ChunkingParams(_Section):
+    article: ChunkingBudget
+    post: ChunkingBudget
+    repository: ChunkingBudget
+
+
+class SearchParams(_Section):
+    default_k: int = Field(ge=1)
+    max_k: int = Field(ge=1)
+    default_alpha: float = Field(ge=0, le=1)
+
+
+class FeaturesParams(_Section):
+    embedding_model: str
+    embedding_batch_size: int = Field(ge=1)
+    device: str = Field(pattern=r"^(cpu|cuda|auto)$")
+    boilerplate_patterns: list[str]
+    tracking_parameters: list[str]
+    chunking: ChunkingParams
+    import_batch_size: int = Field(ge=1)
+    documents_alias: str = Field(pattern=r"^[A-Z][A-Za-z0-9]*$")
+    chunks_alias: str = Field(pattern=r"^[A-Z][A-Za-z0-9]*$")
+    search: SearchParams
+
+
 class RawDocumentsQuality(_Section):
     min_documents: int = Field(ge=0)
     min_content_chars: int = Field(ge=1)
@@ -110,6 +140,7 @@ class Params(_Section):
     project: ProjectParams
     weaviate: WeaviateParams
     docker: DockerParams
+    features: FeaturesParams
     quality: QualityParams
     airflow: AirflowParams
 

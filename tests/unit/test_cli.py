@@ -8,7 +8,7 @@ runner = CliRunner()
 def test_help_lists_the_stage_commands():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("services", "config"):
+    for command in ("services", "config", "validate", "features", "search", "lineage", "data"):
         assert command in result.output
 
 

@@ -1,0 +1,1 @@
+"""Features: clean → chunk → embed → index (Weaviate), and hybrid search over the index."""

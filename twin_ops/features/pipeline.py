@@ -1,0 +1,153 @@
+"""The feature stage for one author: clean → validate → chunk → validate → embed → index.
+
+Called by `twin-ops features`, the DVC stage and the nightly DAG alike. Files under
+data/features/<author>/ are written only after the index update succeeded, so the files always
+describe what is indexed; a failed validation stops before anything is written or indexed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from twin_ops.config import Params, Paths
+from twin_ops.domain import Chunk, CleanedDocument, RawDocument, read_jsonl, write_jsonl
+from twin_ops.features import index
+from twin_ops.features.chunk import Chunker
+from twin_ops.features.clean import Cleaner
+from twin_ops.features.embed import Embedder
+from twin_ops.quality import frames
+from twin_ops.quality.validate import ValidationFailed, report_path, validate_frame, write_report
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FeatureSummary:
+    author_id: str
+    documents: int = 0
+    skipped_empty: int = 0
+    chunks: int = 0
+    new_or_changed_documents: int = 0
+    removed_documents: int = 0
+    embedded_chunks: int = 0
+    stale_chunks_removed: int = 0
+    rebuilt: bool = False
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def line(self) -> str:
+        stages = ", ".join(f"{name} {secs:.1f}s" for name, secs in self.seconds.items())
+        return (
+            f"features {self.author_id}: {self.documents} documents ({self.new_or_changed_documents} new/changed, "
+            f"{self.removed_documents} removed), {self.chunks} chunks ({self.embedded_chunks} embedded, "
+            f"{self.stale_chunks_removed} stale removed){' [rebuild]' if self.rebuilt else ''}; {stages}"
+        )
+
+
+def feature_files(paths: Paths, author_id: str) -> tuple[Path, Path]:
+    return (
+        frames.dataset_location(paths, "cleaned_documents", author_id),
+        frames.dataset_location(paths, "chunks", author_id),
+    )
+
+
+def load_raw(paths: Paths, author_id: str) -> list[RawDocument]:
+    location = frames.dataset_location(paths, "raw_documents", author_id)
+    files = sorted(p for p in location.glob("*.jsonl") if not p.name.startswith("quarantine"))
+    if not files:
+        raise frames.DatasetNotFound(f"no published raw documents at {location} (run crawl and validate first)")
+    return [document for path in files for document in read_jsonl(path, RawDocument)]
+
+
+def _validate(dataset: str, records: list, author_id: str, params: Params, paths: Paths):
+    frame = pd.DataFrame([record.model_dump(mode="json") for record in records])
+    report = validate_frame(dataset, frames.with_derived_columns(dataset, frame), author_id, params, paths)
+    if not report.success:
+        write_report(report, report_path(paths, dataset, author_id))
+        raise ValidationFailed(report)
+    return report
+
+
+def run_features(
+    author_id: str,
+    params: Params,
+    paths: Paths,
+    *,
+    rebuild: bool = False,
+    client=None,
+    embedder: Embedder | None = None,
+    on_embedded: Callable[[int, int], None] | None = None,
+) -> FeatureSummary:
+    """Bring the index and data/features/<author> up to date with the published raw documents."""
+    summary = FeatureSummary(author_id=author_id, rebuilt=rebuild)
+    clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        summary.seconds[stage] = now - clock
+        clock = now
+        log.info("features %s: %s done in %.1fs", author_id, stage, summary.seconds[stage])
+
+    raw = load_raw(paths, author_id)
+    features = params.features
+    cleaner = Cleaner(features)
+    cleaned: list[CleanedDocument] = []
+    for document in raw:
+        result = cleaner.clean(document)
+        if result is None:
+            summary.skipped_empty += 1
+        else:
+            cleaned.append(result)
+    summary.documents = len(cleaned)
+    cleaned_report = _validate("cleaned_documents", cleaned, author_id, params, paths)
+    lap("clean")
+
+    embedder = embedder or Embedder(features.embedding_model, features.device, features.embedding_batch_size)
+    chunker = Chunker(features.chunking, embedder.count_tokens, embedder.split_tokens)
+    chunks: list[Chunk] = [chunk for document in cleaned for chunk in chunker.chunk(document)]
+    summary.chunks = len(chunks)
+    chunks_report = _validate("chunks", chunks, author_id, params, paths)
+    lap("chunk")
+
+    from twin_ops.services.weaviate import connect
+
+    with nullcontext(client) if client is not None else connect(params) as weaviate_client:
+        index.ensure_aliases(weaviate_client, features.documents_alias, features.chunks_alias)
+        state = index.indexed_state(weaviate_client, features.documents_alias, features.chunks_alias, author_id)
+        changes = index.plan_changes(cleaned, chunks, state)
+        to_embed = chunks if rebuild else changes.chunks
+        progress = (lambda n: on_embedded(n, len(to_embed))) if on_embedded else None
+        vectors = embedder.encode([chunk.text for chunk in to_embed], progress)
+        summary.embedded_chunks = len(to_embed)
+        lap("embed")
+        options = dict(
+            documents_alias=features.documents_alias,
+            chunks_alias=features.chunks_alias,
+            model_name=features.embedding_model,
+            batch_size=features.import_batch_size,
+        )
+        if rebuild:
+            index.rebuild(weaviate_client, author_id, cleaned, chunks, vectors, **options)
+        else:
+            by_id = {document.id: document for document in cleaned}
+            index.apply_changes(weaviate_client, changes, vectors, chunks, by_id, **options)
+        summary.new_or_changed_documents = len(changes.documents)
+        summary.removed_documents = len(changes.removed_documents)
+        summary.stale_chunks_removed = 0 if rebuild else len(changes.stale_chunks)
+        lap("index")
+
+    cleaned_file, chunks_file = feature_files(paths, author_id)
+    write_jsonl(cleaned_file, cleaned)
+    write_jsonl(chunks_file, chunks)
+    write_report(cleaned_report, report_path(paths, "cleaned_documents", author_id))
+    write_report(chunks_report, report_path(paths, "chunks", author_id))
+    lap("write")
+    log.info(summary.line())
+    return summary

@@ -1,0 +1,68 @@
+"""Hybrid search (BM25 + vector) over the chunks alias, filtered to one author."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from twin_ops.config import FeaturesParams
+
+
+class BadQuery(ValueError):
+    """The query or its options are invalid; the message says which."""
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    chunk_id: str
+    document_id: str
+    author_id: str
+    title: str
+    url: str
+    text: str
+    position: int
+    score: float
+
+
+def search(
+    client,
+    embedder,
+    params: FeaturesParams,
+    query: str,
+    author: str | None,
+    k: int | None = None,
+    alpha: float | None = None,
+) -> list[SearchHit]:
+    """Top-k chunks for the query; ``alpha`` 0 is keyword only, 1 vector only."""
+    from weaviate.classes.query import Filter, MetadataQuery
+
+    k = params.search.default_k if k is None else k
+    alpha = params.search.default_alpha if alpha is None else alpha
+    if not query.strip():
+        raise BadQuery("query is empty")
+    if not 1 <= k <= params.search.max_k:
+        raise BadQuery(f"k must be between 1 and {params.search.max_k}, got {k}")
+    if not 0 <= alpha <= 1:
+        raise BadQuery(f"alpha must be between 0 and 1, got {alpha}")
+    vector = embedder.encode([query])[0].tolist()
+    result = client.collections.get(params.chunks_alias).query.hybrid(
+        query=query,
+        vector=vector,
+        alpha=alpha,
+        limit=k,
+        query_properties=["text", "title"],
+        filters=Filter.by_property("author_id").equal(author) if author else None,
+        return_metadata=MetadataQuery(score=True),
+    )
+    return [
+        SearchHit(
+            chunk_id=obj.properties["chunk_id"],
+            document_id=obj.properties["document_id"],
+            author_id=obj.properties["author_id"],
+            title=obj.properties["title"],
+            url=obj.properties["source_url"],
+            text=obj.properties["text"],
+            position=int(obj.properties["position"]),
+            score=float(obj.metadata.score or 0.0),
+        )
+        for obj in result.objects
+    ]
