@@ -39,9 +39,7 @@ def make_collection(client, name: str):
 def insert(collection) -> None:
     with collection.batch.fixed_size(batch_size=10) as batch:
         for key, text in TEXTS.items():
-            batch.add_object(
-                {"key": key, "text": text}, vector=VECTORS[key], uuid=uuid.uuid5(uuid.NAMESPACE_URL, key)
-            )
+            batch.add_object({"key": key, "text": text}, vector=VECTORS[key], uuid=uuid.uuid5(uuid.NAMESPACE_URL, key))
     assert collection.batch.failed_objects == []
 
 
@@ -62,14 +60,10 @@ def test_near_vector_and_hybrid_queries(client):
         nearest = collection.query.near_vector(near_vector=[0.1, 0.9, 0.0, 0.0], limit=1)
         assert nearest.objects[0].properties["key"] == "sails"
         # BM25 alone finds "pager" by its words; the vector pulls towards "bilge": both must show.
-        hybrid = collection.query.hybrid(
-            query="stuck jobs pager", vector=VECTORS["bilge"], alpha=0.5, limit=3
-        )
+        hybrid = collection.query.hybrid(query="stuck jobs pager", vector=VECTORS["bilge"], alpha=0.5, limit=3)
         keys = [obj.properties["key"] for obj in hybrid.objects]
         assert keys[:2] == ["pager", "bilge"] or keys[:2] == ["bilge", "pager"]
-        keyword_only = collection.query.hybrid(
-            query="stuck jobs pager", vector=VECTORS["bilge"], alpha=0.0, limit=1
-        )
+        keyword_only = collection.query.hybrid(query="stuck jobs pager", vector=VECTORS["bilge"], alpha=0.0, limit=1)
         assert keyword_only.objects[0].properties["key"] == "pager"
         # Deterministic ids: inserting again upserts, it does not duplicate.
         insert(collection)
@@ -87,11 +81,7 @@ def free_port() -> int:
 def test_embedded_server_persists_across_restarts(params, paths, tmp_path):
     """A separate embedded server (own ports, own data dir), stopped and started again."""
     own = params.model_copy(
-        update={
-            "weaviate": params.weaviate.model_copy(
-                update={"http_port": free_port(), "grpc_port": free_port()}
-            )
-        }
+        update={"weaviate": params.weaviate.model_copy(update={"http_port": free_port(), "grpc_port": free_port()})}
     )
     data_dir = tmp_path / "weaviate-data"
     with weaviate_service.connect_embedded(own, paths, data_dir=data_dir) as first:

@@ -136,15 +136,11 @@ def data_versions(root: Path, limit: int = 20) -> list[DataVersion]:
     lock_file = root / "dvc.lock"
     if lock_file.exists():
         versions.append(
-            _version(
-                root, "workspace", "", "(current)", lock_file.read_text(), lambda p: (root / p).read_text()
-            )
+            _version(root, "workspace", "", "(current)", lock_file.read_text(), lambda p: (root / p).read_text())
         )
     log = _git(root, "log", f"-{limit}", "--format=%H%x09%ad%x09%s", "--date=short", "--", "dvc.lock")
     for line in log.splitlines():
         rev, date, subject = line.split("\t", 2)
         text = _git(root, "show", f"{rev}:dvc.lock")
-        versions.append(
-            _version(root, rev[:10], date, subject, text, lambda p, r=rev: _git(root, "show", f"{r}:{p}"))
-        )
+        versions.append(_version(root, rev[:10], date, subject, text, lambda p, r=rev: _git(root, "show", f"{r}:{p}")))
     return versions

@@ -39,17 +39,13 @@ def raw_documents(q: QualityParams, author_id: str) -> list[Expectation]:
     latest_allowed = datetime.now(UTC) + timedelta(minutes=p.max_clock_skew_minutes)
     return [
         _named("has documents", E.ExpectTableRowCountToBeBetween(min_value=p.min_documents)),
-        *_not_null(
-            "id", "author_id", "kind", "platform", "source_url", "content", "fetched_at", "content_hash"
-        ),
+        *_not_null("id", "author_id", "kind", "platform", "source_url", "content", "fetched_at", "content_hash"),
         _named("ids unique", E.ExpectColumnValuesToBeUnique(column="id")),
         _named(
             "one record per URL and content",
             E.ExpectCompoundColumnsToBeUnique(column_list=["source_url", "content_hash"]),
         ),
-        _named(
-            "author matches config", E.ExpectColumnValuesToBeInSet(column="author_id", value_set=[author_id])
-        ),
+        _named("author matches config", E.ExpectColumnValuesToBeInSet(column="author_id", value_set=[author_id])),
         _named("known platform", E.ExpectColumnValuesToBeInSet(column="platform", value_set=PLATFORMS)),
         _named("known kind", E.ExpectColumnValuesToBeInSet(column="kind", value_set=KINDS)),
         _named("URL well-formed", E.ExpectColumnValuesToMatchRegex(column="source_url", regex=URL)),
@@ -83,9 +79,7 @@ def cleaned_documents(q: QualityParams, author_id: str) -> list[Expectation]:
         _named("has documents", E.ExpectTableRowCountToBeBetween(min_value=p.min_documents)),
         *_not_null("id", "author_id", "kind", "platform", "source_url", "text", "raw_content_hash"),
         _named("ids unique", E.ExpectColumnValuesToBeUnique(column="id")),
-        _named(
-            "author matches config", E.ExpectColumnValuesToBeInSet(column="author_id", value_set=[author_id])
-        ),
+        _named("author matches config", E.ExpectColumnValuesToBeInSet(column="author_id", value_set=[author_id])),
         _named("known platform", E.ExpectColumnValuesToBeInSet(column="platform", value_set=PLATFORMS)),
         _named(
             "text length within bounds",
@@ -94,9 +88,7 @@ def cleaned_documents(q: QualityParams, author_id: str) -> list[Expectation]:
             ),
         ),
         _named("no duplicate texts", E.ExpectColumnValuesToBeUnique(column="text")),
-        _named(
-            "raw hash is sha256", E.ExpectColumnValuesToMatchRegex(column="raw_content_hash", regex=SHA256)
-        ),
+        _named("raw hash is sha256", E.ExpectColumnValuesToMatchRegex(column="raw_content_hash", regex=SHA256)),
     ]
 
 
@@ -110,21 +102,15 @@ def chunks(q: QualityParams, author_id: str) -> list[Expectation]:
             "one chunk per document position",
             E.ExpectCompoundColumnsToBeUnique(column_list=["document_id", "position"]),
         ),
-        _named(
-            "author matches config", E.ExpectColumnValuesToBeInSet(column="author_id", value_set=[author_id])
-        ),
+        _named("author matches config", E.ExpectColumnValuesToBeInSet(column="author_id", value_set=[author_id])),
         _named(
             "token count within bounds",
-            E.ExpectColumnValuesToBeBetween(
-                column="token_count", min_value=p.min_tokens, max_value=p.max_tokens
-            ),
+            E.ExpectColumnValuesToBeBetween(column="token_count", min_value=p.min_tokens, max_value=p.max_tokens),
         ),
         _named("position not negative", E.ExpectColumnValuesToBeBetween(column="position", min_value=0)),
         _named(
             "duplicate chunk texts rare",
-            E.ExpectColumnProportionOfUniqueValuesToBeBetween(
-                column="text", min_value=p.min_unique_text_share
-            ),
+            E.ExpectColumnProportionOfUniqueValuesToBeBetween(column="text", min_value=p.min_unique_text_share),
         ),
     ]
 
@@ -145,9 +131,7 @@ def instruct_dataset(q: QualityParams, author_id: str) -> list[Expectation]:
         _named("has samples", E.ExpectTableRowCountToBeBetween(min_value=p.min_samples)),
         *_not_null("id", "author_id", "instruction", "answer", "source_document_id", "split"),
         _named("ids unique", E.ExpectColumnValuesToBeUnique(column="id")),
-        _named(
-            "author matches config", E.ExpectColumnValuesToBeInSet(column="author_id", value_set=[author_id])
-        ),
+        _named("author matches config", E.ExpectColumnValuesToBeInSet(column="author_id", value_set=[author_id])),
         _named(
             "instruction not empty",
             E.ExpectColumnValueLengthsToBeBetween(
@@ -166,9 +150,7 @@ def instruct_dataset(q: QualityParams, author_id: str) -> list[Expectation]:
                 column="answer_tokens", min_value=p.min_answer_tokens, max_value=p.max_answer_tokens
             ),
         ),
-        _named(
-            "no duplicate samples", E.ExpectCompoundColumnsToBeUnique(column_list=["instruction", "answer"])
-        ),
+        _named("no duplicate samples", E.ExpectCompoundColumnsToBeUnique(column_list=["instruction", "answer"])),
         *_split_expectations(),
     ]
 
@@ -179,9 +161,7 @@ def preference_dataset(q: QualityParams, author_id: str) -> list[Expectation]:
         _named("has samples", E.ExpectTableRowCountToBeBetween(min_value=p.min_samples)),
         *_not_null("id", "author_id", "prompt", "chosen", "rejected", "source_document_id", "split"),
         _named("ids unique", E.ExpectColumnValuesToBeUnique(column="id")),
-        _named(
-            "author matches config", E.ExpectColumnValuesToBeInSet(column="author_id", value_set=[author_id])
-        ),
+        _named("author matches config", E.ExpectColumnValuesToBeInSet(column="author_id", value_set=[author_id])),
         _named(
             "prompt not empty",
             E.ExpectColumnValueLengthsToBeBetween(column="prompt", min_value=p.min_prompt_chars),

@@ -89,16 +89,12 @@ def _context(paths: Paths):
     return context
 
 
-def validate_frame(
-    dataset: str, frame: pd.DataFrame, author_id: str, params: Params, paths: Paths
-) -> ValidationReport:
+def validate_frame(dataset: str, frame: pd.DataFrame, author_id: str, params: Params, paths: Paths) -> ValidationReport:
     """Run the suite on a frame (derived columns already added) and update Data Docs."""
     import great_expectations as gx
 
     context = _context(paths)
-    suite = gx.ExpectationSuite(
-        name=dataset, expectations=suites.expectations_for(dataset, params.quality, author_id)
-    )
+    suite = gx.ExpectationSuite(name=dataset, expectations=suites.expectations_for(dataset, params.quality, author_id))
     suite = context.suites.add_or_update(suite)
     source = context.data_sources.add_or_update_pandas(name="twin_ops")
     asset_name = f"{dataset}__{author_id}"

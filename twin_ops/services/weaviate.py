@@ -242,8 +242,7 @@ def start_server(params: Params, paths: Paths, *, log=print) -> ServerInfo:
         return server_info(params, paths, Settings())
     if is_ready(url):
         raise WeaviateUnavailable(
-            f"something else already serves Weaviate at {url}; stop it or change "
-            "weaviate.http_port in params.yaml"
+            f"something else already serves Weaviate at {url}; stop it or change weaviate.http_port in params.yaml"
         )
     ensure_binary(params, paths, log=log)
     paths.logs.mkdir(parents=True, exist_ok=True)
@@ -259,17 +258,13 @@ def start_server(params: Params, paths: Paths, *, log=print) -> ServerInfo:
     deadline = time.monotonic() + params.weaviate.startup_timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise WeaviateUnavailable(
-                f"Weaviate exited with code {process.returncode} during start-up; see {log_file}"
-            )
+            raise WeaviateUnavailable(f"Weaviate exited with code {process.returncode} during start-up; see {log_file}")
         if is_ready(url) and _read_state(paths):
             log(f"weaviate: ready at {url} (pid {process.pid}, data {paths.weaviate_data})")
             return server_info(params, paths, Settings())
         time.sleep(0.5)
     _terminate(process.pid, timeout=10)
-    raise WeaviateUnavailable(
-        f"Weaviate was not ready within {params.weaviate.startup_timeout_s}s; see {log_file}"
-    )
+    raise WeaviateUnavailable(f"Weaviate was not ready within {params.weaviate.startup_timeout_s}s; see {log_file}")
 
 
 def _terminate(pid: int, timeout: float) -> bool:
