@@ -158,6 +158,74 @@ def services_airflow_env() -> None:
         print(f"export {name}={shlex.quote(value)}")
 
 
+@app.command("crawl")
+def crawl_command(
+    author: Annotated[str, typer.Option("--author", help="Author id: include/authors/<id>.yaml.")],
+    site_url: Annotated[
+        str | None, typer.Option("--site-url", help="Value for ${DEMO_SITE_URL} in the author config.")
+    ] = None,
+    overrides: SetOption = None,
+) -> None:
+    """Collect an author's sources into the crawl store (data/crawl/<author>), incrementally."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from twin_ops.collect.authors import AuthorConfigError, load_author, source_variables
+    from twin_ops.collect.run import crawl_author
+
+    params, paths, _ = _load(overrides)
+    try:
+        config = load_author(author, params, paths, source_variables(params, site_url))
+    except AuthorConfigError as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(f"crawling {author}")
+
+        def show(counts) -> None:
+            progress.update(
+                task,
+                description=f"crawling {author}: {counts.fetched} pages fetched · {counts.unchanged} unchanged · "
+                f"{counts.files} files read · {counts.documents} documents kept · {counts.quarantined} quarantined",
+            )
+
+        report = crawl_author(config, params, paths, on_progress=show)
+    if report.counts.skipped:
+        console.print("skipped: " + ", ".join(f"{n} {reason}" for reason, n in sorted(report.counts.skipped.items())))
+    console.print(f"quarantine: {report.quarantine_file}")
+    console.print(report.summary())
+
+
+demo_site_app = typer.Typer(help="The demo site: Wren Halvorsen's blog, served on 127.0.0.1.")
+app.add_typer(demo_site_app, name="demo-site")
+
+
+@demo_site_app.command("serve")
+def demo_site_serve(
+    port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1 (default: collect.demo_site.port).")] = None,
+    synthetic_pages: Annotated[
+        int | None, typer.Option(help="Serve a generated blog of this many posts instead (benchmarks).")
+    ] = None,
+) -> None:
+    """Build the demo site under the state folder and serve it until Ctrl-C."""
+    from twin_ops.collect.demo_site import serve_demo_site
+
+    params, paths, _ = _load()
+
+    def ready(url: str, folder: Path) -> None:
+        console.print(f"demo site {folder} on {url} (Ctrl-C to stop)")
+        console.print(f"crawl it: twin-ops crawl --author wren-halvorsen --site-url {url}")
+
+    serve_demo_site(
+        paths.root,
+        paths.state,
+        params.collect.demo_site.port if port is None else port,
+        params.collect.demo_site.posts_per_page,
+        synthetic_pages,
+        on_ready=ready,
+    )
+
+
 @app.command("validate")
 def validate(
     dataset: Annotated[
@@ -271,6 +339,74 @@ def search_command(
         excerpt = " ".join(hit.text.split())[:90]
         table.add_row(str(rank), f"{hit.score:.3f}", hit.title, excerpt, hit.url)
     console.print(table)
+
+
+models_app = typer.Typer(help="The model registry: versions and aliases (candidate, production, previous).")
+app.add_typer(models_app, name="models")
+
+
+def _registry():
+    from twin_ops.registry.store import Registry
+
+    _, paths, _ = _load()
+    return Registry(paths.models)
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Every model and version, with its aliases and metrics."""
+    registry = _registry()
+    table = Table("model", "version", "aliases", "base model", "created", "metrics", title=str(registry.file))
+    for name, entry in registry.load().models.items():
+        for version in entry.versions:
+            aliases = ", ".join(alias for alias, number in entry.aliases.items() if number == version.version)
+            metrics = " ".join(f"{key}={value:.4g}" for key, value in sorted(version.metrics.items()))
+            table.add_row(
+                name, str(version.version), aliases, version.base_model, f"{version.created_at:%Y-%m-%d %H:%M}", metrics
+            )
+    console.print(table)
+
+
+@models_app.command("show")
+def models_show(
+    name: str, ref: Annotated[str, typer.Argument(help="A version number or alias.")] = "production"
+) -> None:
+    """One version's full record (paths, metrics, lineage) as JSON."""
+    from twin_ops.registry.store import RegistryError
+
+    try:
+        console.print_json(_registry().get(name, ref).model_dump_json())
+    except RegistryError as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+
+
+@models_app.command("promote")
+def models_promote(
+    name: str, ref: Annotated[str, typer.Argument(help="A version number or alias.")] = "candidate"
+) -> None:
+    """Point production at a version (the old production becomes previous)."""
+    from twin_ops.registry.store import RegistryError
+
+    try:
+        version = _registry().promote(name, ref, reason="promoted by hand (twin-ops models promote)")
+    except RegistryError as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    console.print(f"{name}: production -> v{version.version}")
+
+
+@models_app.command("rollback")
+def models_rollback(name: str) -> None:
+    """Point production back at the previous version."""
+    from twin_ops.registry.store import RegistryError
+
+    try:
+        version = _registry().rollback(name, reason="rolled back by hand (twin-ops models rollback)")
+    except RegistryError as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    console.print(f"{name}: production -> v{version.version}")
 
 
 @app.command("lineage")

@@ -35,6 +35,7 @@ class _Section(BaseModel):
 class ProjectParams(_Section):
     state_dir: Path = Path(".twin")
     data_dir: Path = Path("data")
+    authors: list[str] = Field(default_factory=list)
 
 
 class WeaviateParams(_Section):
@@ -50,6 +51,51 @@ class DockerParams(_Section):
     debian_suite: str
     debian_mirror: str
     startup_timeout_s: float = Field(gt=0)
+
+
+class GitCollectParams(_Section):
+    extensions: list[str]
+    skip_dirs: list[str]
+    max_file_bytes: int = Field(ge=1)
+    clone_timeout_s: float = Field(gt=0)
+
+
+class FileCollectParams(_Section):
+    extensions: list[str]
+    max_file_bytes: int = Field(ge=1)
+
+
+class DemoSiteParams(_Section):
+    port: int = Field(ge=1, le=65535)
+    posts_per_page: int = Field(ge=1)
+
+
+class CollectParams(_Section):
+    authors_dir: Path
+    user_agent: str = Field(min_length=1)
+    robots_user_agent: str = Field(min_length=1)
+    obey_robots_txt: bool
+    max_depth: int = Field(ge=0)
+    max_pages: int = Field(ge=1)
+    concurrent_requests: int = Field(ge=1)
+    concurrent_requests_per_domain: int = Field(ge=1)
+    download_delay_s: float = Field(ge=0)
+    autothrottle_start_delay_s: float = Field(ge=0)
+    autothrottle_max_delay_s: float = Field(gt=0)
+    autothrottle_target_concurrency: float = Field(gt=0)
+    download_timeout_s: float = Field(gt=0)
+    max_page_bytes: int = Field(ge=1)
+    retry_times: int = Field(ge=0)
+    retry_backoff_base_s: float = Field(ge=0)
+    retry_backoff_max_s: float = Field(ge=0)
+    max_redirects: int = Field(ge=1)
+    http_cache: bool
+    log_level: str = Field(pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+    min_content_chars: int = Field(ge=1)
+    extract_workers: int = Field(ge=0)
+    git: GitCollectParams
+    files: FileCollectParams
+    demo_site: DemoSiteParams
 
 
 class ChunkingBudget(_Section):
@@ -130,6 +176,81 @@ class QualityParams(_Section):
     preference_dataset: PreferenceDatasetQuality
 
 
+class TeacherParams(_Section):
+    model: str = Field(min_length=1)
+    requests_per_minute: float = Field(gt=0)
+    max_retries: int = Field(ge=0)
+    timeout_s: float = Field(gt=0)
+    temperature: float = Field(ge=0, le=2)
+    max_tokens: int = Field(ge=1)
+
+
+class DatasetsParams(_Section):
+    kinds: list[str] = Field(min_length=1)
+    passage_min_chars: int = Field(ge=1)
+    passage_max_chars: int = Field(ge=1)
+    max_passages_per_document: int = Field(ge=0)
+    instruction_source: str = Field(pattern=r"^(local|teacher|template)$")
+    instruction_min_chars: int = Field(ge=1)
+    instruction_max_chars: int = Field(ge=1)
+    max_copy_share: float = Field(ge=0, le=1)
+    fallback_templates: list[str] = Field(min_length=1)
+    generation_batch_size: int = Field(ge=1)
+    instruction_max_new_tokens: int = Field(ge=1)
+    answer_max_new_tokens: int = Field(ge=1)
+    test_size: float = Field(gt=0, lt=1)
+    seed: int
+    min_chosen_chars: int = Field(ge=1)
+    teacher: TeacherParams
+
+
+class LoraParams(_Section):
+    r: int = Field(ge=1)
+    alpha: int = Field(ge=1)
+    dropout: float = Field(ge=0, lt=1)
+    target_modules: list[str] = Field(min_length=1)
+
+
+class StageParams(_Section):
+    learning_rate: float = Field(gt=0)
+    epochs: float = Field(gt=0)
+    max_steps: int = Field(ge=0)  # 0 = the epochs decide
+    batch_size: int = Field(ge=1)
+    gradient_accumulation_steps: int = Field(ge=1)
+    warmup_steps: int = Field(ge=0)
+    lr_scheduler: str = Field(min_length=1)
+
+
+class DpoParams(StageParams):
+    beta: float = Field(gt=0)
+
+
+class TrainingContainerParams(_Section):
+    image: str = Field(min_length=1)
+    local_image: str = Field(min_length=1)
+    use_local_image: bool
+    gpus: int = Field(ge=0)
+
+
+class TrainingParams(_Section):
+    base_model: str = Field(min_length=1)
+    runner: str = Field(pattern=r"^(local|container)$")
+    device: str = Field(pattern=r"^(cpu|cuda|auto)$")
+    output_dir: Path
+    seed: int
+    max_length: int = Field(ge=16)
+    lora: LoraParams
+    sft: StageParams
+    dpo: DpoParams
+    save_steps: int = Field(ge=1)
+    save_total_limit: int = Field(ge=1)
+    logging_steps: int = Field(ge=1)
+    gradient_checkpointing: bool
+    packing: bool
+    load_in_4bit: bool
+    container: TrainingContainerParams
+
+
 class AirflowParams(_Section):
     parallelism: int = Field(ge=1)
     max_active_tasks_per_dag: int = Field(ge=1)
@@ -140,8 +261,11 @@ class Params(_Section):
     project: ProjectParams
     weaviate: WeaviateParams
     docker: DockerParams
+    collect: CollectParams
     features: FeaturesParams
     quality: QualityParams
+    datasets: DatasetsParams
+    training: TrainingParams
     airflow: AirflowParams
 
 
@@ -158,6 +282,9 @@ class Settings(BaseSettings):
     weaviate_api_key: str | None = None
     ray_address: str | None = None
     docker_host: str | None = None
+    # Optional teacher for instruction writing: any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama).
+    teacher_base_url: str | None = None
+    teacher_api_key: str | None = None
     # Machine-wide cache for things that outlive one checkout (the Weaviate binary, Go build).
     twin_ops_cache: Path = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "twin-ops"
 
@@ -248,6 +375,11 @@ class Paths(BaseModel):
     data: Path
     reports: Path
     cache: Path
+
+    @property
+    def models(self) -> Path:
+        """Trained models and the registry (git-ignored; large artifacts)."""
+        return self.root / "models"
 
     @property
     def weaviate_data(self) -> Path:

@@ -105,6 +105,40 @@ class RawDocument(_Record):
         return self
 
 
+class QuarantineReason(StrEnum):
+    """Why the collector set a page or file aside instead of storing it."""
+
+    HTTP_ERROR = "http_error"  # 4xx, or 5xx after the retries
+    TIMEOUT = "timeout"
+    CONNECTION_ERROR = "connection_error"
+    TOO_LARGE = "too_large"
+    NON_TEXT = "non_text"  # binary body, or a content type that is not text
+    EMPTY_EXTRACTION = "empty_extraction"
+    REDIRECT_LOOP = "redirect_loop"
+    TOO_MANY_REDIRECTS = "too_many_redirects"
+    ROBOTS_DISALLOWED = "robots_disallowed"
+    OFFSITE_REDIRECT = "offsite_redirect"  # a redirect out of the source's scope
+    INVALID_FEED = "invalid_feed"
+    INVALID_SITEMAP = "invalid_sitemap"
+    SYMLINK_OUTSIDE = "symlink_outside"  # a repository symlink that leaves the repository
+    UNREADABLE = "unreadable"  # not decodable as text, or not readable at all
+    CLONE_FAILED = "clone_failed"
+    FETCH_ERROR = "fetch_error"  # any other download failure
+    PROCESSING_ERROR = "processing_error"  # the page arrived but handling it raised
+
+
+class QuarantinedItem(_Record):
+    """A page or file the collector could not turn into a document, with the reason."""
+
+    author_id: AuthorId
+    url: NonEmpty  # page URL, or the file's URL/path inside a repository or export
+    reason: QuarantineReason
+    detail: str = ""
+    status: int | None = None  # HTTP status, when there was a response
+    source_url: str = ""  # the configured source that led here
+    at: datetime
+
+
 class CleanedDocument(_Record):
     id: NonEmpty
     author_id: AuthorId

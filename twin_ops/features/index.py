@@ -101,6 +101,7 @@ class IndexedState:
 
     document_hashes: dict[str, str] = field(default_factory=dict)  # document id -> raw content hash
     chunk_ids: set[str] = field(default_factory=set)
+    model_names: set[str] = field(default_factory=set)  # models whose vectors the index holds
 
 
 def indexed_state(client, documents_alias: str, chunks_alias: str, author_id: str) -> IndexedState:
@@ -112,7 +113,9 @@ def indexed_state(client, documents_alias: str, chunks_alias: str, author_id: st
     for obj in _fetch_all(documents, by_author, ["document_id", "content_hash"]):
         state.document_hashes[obj.properties["document_id"]] = obj.properties["content_hash"]
     chunks = client.collections.get(chunks_alias)
-    state.chunk_ids = {obj.properties["chunk_id"] for obj in _fetch_all(chunks, by_author, ["chunk_id"])}
+    for obj in _fetch_all(chunks, by_author, ["chunk_id", "model_name"]):
+        state.chunk_ids.add(obj.properties["chunk_id"])
+        state.model_names.add(obj.properties["model_name"])
     return state
 
 

@@ -7,6 +7,8 @@ describe what is indexed; a failed validation stops before anything is written o
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from twin_ops.config import Params, Paths
+from twin_ops.config import FeaturesParams, Params, Paths
 from twin_ops.domain import Chunk, CleanedDocument, RawDocument, read_jsonl, write_jsonl
 from twin_ops.features import index
 from twin_ops.features.chunk import Chunker
@@ -55,6 +57,30 @@ def feature_files(paths: Paths, author_id: str) -> tuple[Path, Path]:
         frames.dataset_location(paths, "cleaned_documents", author_id),
         frames.dataset_location(paths, "chunks", author_id),
     )
+
+
+def _fingerprint_file(paths: Paths, author_id: str) -> Path:
+    return feature_files(paths, author_id)[0].with_name("fingerprint.txt")
+
+
+def _fingerprint(features: FeaturesParams) -> str:
+    """Changes whenever cleaning, chunking or the model would give different features."""
+    relevant = features.model_dump(
+        mode="json", include={"embedding_model", "boilerplate_patterns", "tracking_parameters", "chunking"}
+    )
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
+
+
+def _previous_run(paths: Paths, author_id: str, fingerprint: str) -> dict[str, tuple[CleanedDocument, list[Chunk]]]:
+    """Last run's features by document id, if they were made with the same settings."""
+    cleaned_file, chunks_file = feature_files(paths, author_id)
+    stamp = _fingerprint_file(paths, author_id)
+    if not (stamp.exists() and stamp.read_text() == fingerprint and cleaned_file.exists() and chunks_file.exists()):
+        return {}
+    by_document: dict[str, list[Chunk]] = {}
+    for chunk in read_jsonl(chunks_file, Chunk):
+        by_document.setdefault(chunk.document_id, []).append(chunk)
+    return {doc.id: (doc, by_document.get(doc.id, [])) for doc in read_jsonl(cleaned_file, CleanedDocument)}
 
 
 def load_raw(paths: Paths, author_id: str) -> list[RawDocument]:
@@ -97,30 +123,42 @@ def run_features(
 
     raw = load_raw(paths, author_id)
     features = params.features
+    fingerprint = _fingerprint(features)
+    # Unchanged documents reuse last run's cleaned text and chunks: a nightly refresh then costs
+    # in proportion to what changed, not to the whole corpus.
+    previous = {} if rebuild else _previous_run(paths, author_id, fingerprint)
+    embedder = embedder or Embedder(features.embedding_model, features.device, features.embedding_batch_size)
     cleaner = Cleaner(features)
+    chunker = Chunker(features.chunking, embedder.count_tokens, embedder.split_tokens)
     cleaned: list[CleanedDocument] = []
+    chunks: list[Chunk] = []
     for document in raw:
+        reused = previous.get(document.id)
+        if reused and reused[0].raw_content_hash == document.content_hash:
+            cleaned.append(reused[0])
+            chunks.extend(reused[1])
+            continue
         result = cleaner.clean(document)
         if result is None:
             summary.skipped_empty += 1
-        else:
-            cleaned.append(result)
+            continue
+        cleaned.append(result)
+        chunks.extend(chunker.chunk(result))
     summary.documents = len(cleaned)
-    cleaned_report = _validate("cleaned_documents", cleaned, author_id, params, paths)
-    lap("clean")
-
-    embedder = embedder or Embedder(features.embedding_model, features.device, features.embedding_batch_size)
-    chunker = Chunker(features.chunking, embedder.count_tokens, embedder.split_tokens)
-    chunks: list[Chunk] = [chunk for document in cleaned for chunk in chunker.chunk(document)]
     summary.chunks = len(chunks)
+    lap("clean+chunk")
+    cleaned_report = _validate("cleaned_documents", cleaned, author_id, params, paths)
     chunks_report = _validate("chunks", chunks, author_id, params, paths)
-    lap("chunk")
+    lap("validate")
 
     from twin_ops.services.weaviate import connect
 
     with nullcontext(client) if client is not None else connect(params) as weaviate_client:
         index.ensure_aliases(weaviate_client, features.documents_alias, features.chunks_alias)
         state = index.indexed_state(weaviate_client, features.documents_alias, features.chunks_alias, author_id)
+        if state.model_names - {features.embedding_model}:
+            log.warning("index holds vectors of %s; rebuilding with %s", state.model_names, features.embedding_model)
+            rebuild = summary.rebuilt = True
         changes = index.plan_changes(cleaned, chunks, state)
         to_embed = chunks if rebuild else changes.chunks
         progress = (lambda n: on_embedded(n, len(to_embed))) if on_embedded else None
@@ -146,6 +184,7 @@ def run_features(
     cleaned_file, chunks_file = feature_files(paths, author_id)
     write_jsonl(cleaned_file, cleaned)
     write_jsonl(chunks_file, chunks)
+    _fingerprint_file(paths, author_id).write_text(fingerprint)
     write_report(cleaned_report, report_path(paths, "cleaned_documents", author_id))
     write_report(chunks_report, report_path(paths, "chunks", author_id))
     lap("write")

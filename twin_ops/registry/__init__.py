@@ -1,0 +1,1 @@
+"""Model registry: versions, metadata and aliases (candidate, production, previous)."""

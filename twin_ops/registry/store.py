@@ -1,0 +1,190 @@
+"""The model registry: versions with metadata and the aliases candidate / production / previous.
+
+One JSON file (``models/registry.json``) holds every model name. Every change takes an exclusive
+``flock`` on a lock file, reads the current file, applies the change and replaces the file with an
+atomic rename — so concurrent writers (two Airflow tasks, a CLI call) serialise, and a reader or a
+crash never sees a half-written registry.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from twin_ops.domain import ModelVersion
+
+CANDIDATE, PRODUCTION, PREVIOUS = "candidate", "production", "previous"
+ALIASES = (CANDIDATE, PRODUCTION, PREVIOUS)
+
+
+class RegistryError(LookupError):
+    """An unknown model, version or alias, or an impossible move (rollback with no previous)."""
+
+
+class ModelEntry(BaseModel):
+    versions: list[ModelVersion] = Field(default_factory=list)
+    aliases: dict[str, int] = Field(default_factory=dict)
+    history: list[dict[str, Any]] = Field(default_factory=list)  # alias moves, newest last
+
+
+class RegistryFile(BaseModel):
+    models: dict[str, ModelEntry] = Field(default_factory=dict)
+
+
+class Registry:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.file = root / "registry.json"
+        self.lock_file = root / "registry.lock"
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def load(self) -> RegistryFile:
+        if not self.file.exists():
+            return RegistryFile()
+        return RegistryFile.model_validate_json(self.file.read_text())
+
+    def entry(self, name: str) -> ModelEntry:
+        entry = self.load().models.get(name)
+        if entry is None:
+            raise RegistryError(f"no model named {name!r} in {self.file}")
+        return entry
+
+    def get(self, name: str, ref: str | int) -> ModelVersion:
+        """A version by number, or by alias (candidate / production / previous)."""
+        return _resolve(self.entry(name), name, ref)
+
+    def alias(self, name: str, alias: str) -> ModelVersion | None:
+        entry = self.load().models.get(name)
+        if entry is None or alias not in entry.aliases:
+            return None
+        return _resolve(entry, name, alias)
+
+    # --- writing ------------------------------------------------------------------------------
+
+    @contextmanager
+    def _locked(self) -> Iterator[RegistryFile]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with self.lock_file.open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                registry = self.load()
+                yield registry
+                self._write(registry)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _write(self, registry: RegistryFile) -> None:
+        handle, temporary = tempfile.mkstemp(dir=self.root, prefix=".registry.", suffix=".tmp")
+        with os.fdopen(handle, "w") as out:
+            out.write(registry.model_dump_json(indent=2))
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, self.file)
+
+    def _change(self, name: str, change: Callable[[ModelEntry], Any], *, create: bool = False) -> Any:
+        with self._locked() as registry:
+            if name not in registry.models:
+                if not create:
+                    raise RegistryError(f"no model named {name!r} in {self.file}")
+                registry.models[name] = ModelEntry()
+            return change(registry.models[name])
+
+    def register(
+        self,
+        name: str,
+        base_model: str,
+        *,
+        adapter_path: Path | None = None,
+        merged_path: Path | None = None,
+        metrics: dict[str, float] | None = None,
+        lineage: dict[str, Any] | None = None,
+    ) -> ModelVersion:
+        """Add the next version and point ``candidate`` at it."""
+
+        def add(entry: ModelEntry) -> ModelVersion:
+            version = ModelVersion(
+                name=name,
+                version=max((v.version for v in entry.versions), default=0) + 1,
+                base_model=base_model,
+                adapter_path=adapter_path,
+                merged_path=merged_path,
+                created_at=datetime.now(UTC),
+                metrics=metrics or {},
+                lineage=lineage or {},
+            )
+            entry.versions.append(version)
+            _move(entry, CANDIDATE, version.version, "registered")
+            return version
+
+        return self._change(name, add, create=True)
+
+    def promote(self, name: str, ref: str | int = CANDIDATE, reason: str = "promoted") -> ModelVersion:
+        """``production`` → the given version; the old production becomes ``previous``."""
+
+        def move(entry: ModelEntry) -> ModelVersion:
+            target = _resolve(entry, name, ref)
+            current = entry.aliases.get(PRODUCTION)
+            if current == target.version:
+                return target  # already in production: promoting twice changes nothing
+            if current is not None:
+                _move(entry, PREVIOUS, current, reason)
+            _move(entry, PRODUCTION, target.version, reason)
+            return target
+
+        return self._change(name, move)
+
+    def rollback(self, name: str, reason: str = "rolled back") -> ModelVersion:
+        """``production`` ← ``previous`` (and the rolled-back version becomes ``previous``)."""
+
+        def move(entry: ModelEntry) -> ModelVersion:
+            if PREVIOUS not in entry.aliases:
+                raise RegistryError(f"{name}: no previous version to roll back to")
+            back, current = entry.aliases[PREVIOUS], entry.aliases.get(PRODUCTION)
+            _move(entry, PRODUCTION, back, reason)
+            if current is not None:
+                _move(entry, PREVIOUS, current, reason)
+            return _resolve(entry, name, back)
+
+        return self._change(name, move)
+
+    def update_metrics(self, name: str, version: int, metrics: dict[str, float]) -> ModelVersion:
+        def update(entry: ModelEntry) -> ModelVersion:
+            found = _resolve(entry, name, version)
+            updated = found.model_copy(update={"metrics": {**found.metrics, **metrics}})
+            entry.versions[entry.versions.index(found)] = updated
+            return updated
+
+        return self._change(name, update)
+
+
+def _resolve(entry: ModelEntry, name: str, ref: str | int) -> ModelVersion:
+    if isinstance(ref, str) and not ref.isdigit():
+        if ref not in entry.aliases:
+            raise RegistryError(f"{name}: alias {ref!r} is not set (aliases: {sorted(entry.aliases)})")
+        ref = entry.aliases[ref]
+    for version in entry.versions:
+        if version.version == int(ref):
+            return version
+    raise RegistryError(f"{name}: no version {ref}")
+
+
+def _move(entry: ModelEntry, alias: str, version: int, reason: str) -> None:
+    entry.history.append(
+        {
+            "alias": alias,
+            "from": entry.aliases.get(alias),
+            "to": version,
+            "reason": reason,
+            "at": datetime.now(UTC).isoformat(),
+        }
+    )
+    entry.aliases[alias] = version
