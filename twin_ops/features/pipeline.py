@@ -95,7 +95,7 @@ def _validate(dataset: str, records: list, author_id: str, params: Params, paths
     frame = pd.DataFrame([record.model_dump(mode="json") for record in records])
     report = validate_frame(dataset, frames.with_derived_columns(dataset, frame), author_id, params, paths)
     if not report.success:
-        write_report(report, report_path(paths, dataset, author_id))
+        write_report(report, report_path(paths, dataset, author_id, failed=True))
         raise ValidationFailed(report)
     return report
 

@@ -39,10 +39,19 @@ def _files(entries: list[dict[str, Any]] | None) -> dict[str, str]:
     return {entry["path"]: entry.get("md5", "") for entry in entries or []}
 
 
+def _flatten(prefix: str, value: Any, into: dict[str, Any]) -> None:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            _flatten(f"{prefix}.{key}" if prefix else str(key), inner, into)
+    else:
+        into[prefix] = value
+
+
 def _flat_params(params: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
+    """Dotted keys (quality.raw_documents.near_empty_chars) from dvc.lock's per-file params."""
     flat: dict[str, Any] = {}
     for values in (params or {}).values():  # keyed by params file
-        flat.update(values)
+        _flatten("", values, flat)
     return flat
 
 

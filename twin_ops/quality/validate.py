@@ -131,8 +131,9 @@ def validate_frame(dataset: str, frame: pd.DataFrame, author_id: str, params: Pa
     )
 
 
-def report_path(paths: Paths, dataset: str, author_id: str) -> Path:
-    return paths.reports / "quality" / dataset / f"{author_id}.json"
+def report_path(paths: Paths, dataset: str, author_id: str, *, failed: bool = False) -> Path:
+    """The last passing report (a DVC metric); a failing one goes beside it, never over it."""
+    return paths.reports / "quality" / dataset / f"{author_id}{'.failed' if failed else ''}.json"
 
 
 def write_report(report: ValidationReport, path: Path) -> None:
@@ -145,10 +146,12 @@ def write_report(report: ValidationReport, path: Path) -> None:
 def validate_dataset(
     dataset: str, author_id: str, params: Params, paths: Paths, location: Path | None = None
 ) -> ValidationReport:
-    """Validate a stored dataset, write its JSON report (a DVC metric) and return it."""
+    """Validate a stored dataset, write its JSON report and return it."""
     frame = frames.load_frame(paths, dataset, author_id, location)
     report = validate_frame(dataset, frame, author_id, params, paths)
-    write_report(report, report_path(paths, dataset, author_id))
+    write_report(report, report_path(paths, dataset, author_id, failed=not report.success))
+    if report.success:
+        report_path(paths, dataset, author_id, failed=True).unlink(missing_ok=True)
     return report
 
 
