@@ -44,15 +44,28 @@ test: lint airflow-db
 	$(BIN)/twin-ops services up --docker --started-file "$$started"; \
 	$(BIN)/pytest
 
+# The main job on the embedded default: serve the demo site, run the DVC pipeline (crawl →
+# validate → features into the embedded Weaviate), query the index, run the smoke DAG.
+DEMO_AUTHOR := wren-halvorsen
 demo: airflow-db
-	mkdir -p .twin/logs; started=$$(mktemp); \
-	trap '$(BIN)/twin-ops services down --started-file "$$started"; rm -f "$$started"' EXIT; \
-	$(BIN)/twin-ops services up --started-file "$$started"; \
-	eval "$$($(BIN)/twin-ops services airflow-env)"; \
-	$(BIN)/airflow dags test twin_smoke > .twin/logs/demo-twin_smoke.log 2>&1 \
+	mkdir -p .twin/logs; started=$$(mktemp); site=""; \
+	trap '[ -n "$$site" ] && kill $$site 2>/dev/null; $(BIN)/twin-ops services down --started-file "$$started"; rm -f "$$started"' EXIT; \
+	export PATH="$(BIN):$$PATH"; \
+	twin-ops services up --started-file "$$started"; \
+	twin-ops demo-site serve > .twin/logs/demo-site.log 2>&1 & site=$$!; \
+	for i in $$(seq 120); do url=$$(grep -o 'http://127.0.0.1:[0-9]*' .twin/logs/demo-site.log | head -n 1 || true); \
+		[ -n "$$url" ] && curl -sf "$$url/" >/dev/null && break; sleep 1; done; \
+	[ -n "$$url" ] && curl -sf "$$url/" >/dev/null || { cat .twin/logs/demo-site.log; echo "demo: the demo site did not start"; exit 1; }; \
+	echo "demo: demo site on $$url"; \
+	dvc repro --force --single-item crawl@$(DEMO_AUTHOR); \
+	dvc repro; \
+	twin-ops search "a retry without jitter is a crowd" --author $(DEMO_AUTHOR) --k 3; \
+	eval "$$(twin-ops services airflow-env)"; \
+	airflow dags test twin_smoke > .twin/logs/demo-twin_smoke.log 2>&1 \
 		|| { tail -n 60 .twin/logs/demo-twin_smoke.log; echo "demo: twin_smoke failed (log: .twin/logs/demo-twin_smoke.log)"; exit 1; }; \
 	grep -E "DagRun Finished" .twin/logs/demo-twin_smoke.log | grep -o "dag_id=[^,]*\|state=[a-z]*\|run_duration=[0-9.]*" | paste -sd' '; \
-	echo "demo: finished - only the foundation exists so far (services + the twin_smoke DAG)"
+	twin-ops data versions; \
+	echo "demo: finished - crawl, validation, DVC versions, features and the Weaviate index for $(DEMO_AUTHOR)"
 
 clean:
 	-$(BIN)/twin-ops services down

@@ -409,6 +409,98 @@ def models_rollback(name: str) -> None:
     console.print(f"{name}: production -> v{version.version}")
 
 
+@app.command("datasets")
+def datasets_command(
+    author: Annotated[str, typer.Option("--author", help="Author id.")],
+    overrides: SetOption = None,
+) -> None:
+    """Instruction (SFT) and preference (DPO) datasets from the author's cleaned documents."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from twin_ops.datasets.build import run_datasets
+    from twin_ops.datasets.teacher import TeacherUnavailable
+    from twin_ops.quality.frames import DatasetNotFound
+    from twin_ops.quality.validate import ValidationFailed
+
+    params, paths, settings = _load(overrides)
+    labels = {"instructions": "writing instructions", "answers": "generating rejected answers"}
+    with Progress(
+        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()
+    ) as progress:
+        tasks: dict[str, Any] = {}
+
+        def on_progress(step: str, done: int, total: int) -> None:
+            if step not in tasks:
+                tasks[step] = progress.add_task(labels.get(step, step), total=total)
+            progress.update(tasks[step], completed=done, total=total)
+
+        try:
+            summary = run_datasets(author, params, paths, settings, progress=on_progress)
+        except (ValidationFailed, DatasetNotFound, TeacherUnavailable) as exc:
+            err_console.print(f"[red]{exc}[/red] — data/datasets is unchanged")
+            raise typer.Exit(1) from exc
+    console.print(summary.line())
+
+
+@app.command("train")
+def train_command(
+    stage: Annotated[str, typer.Option("--stage", help="sft, or dpo (starts from the SFT adapter).")],
+    author: Annotated[str, typer.Option("--author", help="Author id.")],
+    overrides: SetOption = None,
+) -> None:
+    """Fine-tune one stage (LoRA SFT or DPO), as a local process or in a container (training.runner)."""
+    from twin_ops.quality.frames import DatasetNotFound
+    from twin_ops.training import STAGES
+
+    def say(message: str) -> None:  # whole lines, no markup: paths and losses go to logs verbatim
+        console.print(message, soft_wrap=True, markup=False, highlight=False)
+
+    params, paths, settings = _load(overrides)
+    if stage not in STAGES:
+        err_console.print(f"[red]unknown stage {stage!r}[/red]; choose from {', '.join(STAGES)}")
+        raise typer.Exit(2)
+    if params.training.runner == "container":
+        from twin_ops.training.container import TrainingContainerFailed, run_training_container
+
+        try:
+            run_training_container(stage, author, params, paths, settings, overrides=overrides or [], log=say)
+        except (TrainingContainerFailed, DatasetNotFound) as exc:
+            err_console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from exc
+        return
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from twin_ops.training.progress import StepReport
+    from twin_ops.training.train import train
+
+    # A terminal gets a live bar; logs (Airflow, a container's stream) get one line per step.
+    progress = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]} · {task.fields[speed]} tok/s · eta {task.fields[eta]}"),
+        console=console,
+        disable=not console.is_terminal,
+    )
+    task = progress.add_task(f"{stage} {author}", total=None, loss="-", speed="-", eta="-")
+
+    def report(step: StepReport) -> None:
+        if not console.is_terminal:
+            say(step.line())
+        loss = f"{step.loss:.4f}" if step.loss is not None else "-"
+        eta = f"{step.eta_s:.0f}s" if step.eta_s is not None else "-"
+        speed = f"{step.tokens_per_second:.0f}"
+        progress.update(task, completed=step.step, total=step.total, loss=loss, speed=speed, eta=eta)
+
+    try:
+        with progress:
+            train(stage, author, params, paths, report=report, log=say)
+    except (DatasetNotFound, FileNotFoundError) as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+
+
 @app.command("lineage")
 def lineage_command(
     artifact: Annotated[str, typer.Argument(help="A DVC-tracked path, e.g. data/raw/wren-halvorsen.")],

@@ -257,6 +257,73 @@ class AirflowParams(_Section):
     max_dag_parse_seconds: float = Field(gt=0)
 
 
+class ServingRetrievalParams(_Section):
+    default_k: int = Field(ge=1)
+    max_k: int = Field(ge=1)
+    alpha: float = Field(ge=0, le=1)
+    query_expansions: int = Field(ge=0)  # 0 = off
+    reranker: str  # "" = score fusion
+    rerank_candidates: int = Field(ge=1)
+    context_token_budget: int = Field(ge=16)
+
+
+class ServingGenerationParams(_Section):
+    default_max_tokens: int = Field(ge=1)
+    max_tokens_limit: int = Field(ge=1)
+    default_temperature: float = Field(ge=0, le=2)
+    default_top_p: float = Field(gt=0, le=1)
+    expansion_max_tokens: int = Field(ge=1)
+    prompt_template: str = Field(min_length=1)
+    expansion_template: str = Field(min_length=1)
+
+
+class ServingLimitsParams(_Section):
+    max_query_chars: int = Field(ge=1)
+    max_messages: int = Field(ge=1)
+    max_message_chars: int = Field(ge=1)
+    max_body_bytes: int = Field(ge=1024)
+
+
+class ServingBatchingParams(_Section):
+    embed_max_batch_size: int = Field(ge=1)
+    embed_wait_s: float = Field(ge=0)
+    generate_max_batch_size: int = Field(ge=1)
+    generate_wait_s: float = Field(ge=0)
+
+
+class ServingTimeoutParams(_Section):
+    retrieval_s: float = Field(gt=0)
+    generation_s: float = Field(gt=0)
+    health_s: float = Field(gt=0)
+    request_s: float = Field(gt=0)
+    startup_s: float = Field(gt=0)
+    retry_backoff_s: float = Field(gt=0)
+
+
+class ServingRayParams(_Section):
+    num_cpus: int = Field(ge=1)
+    object_store_mb: int = Field(ge=75)
+
+
+class ServingParams(_Section):
+    config_file: Path
+    app_name: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
+    host: str = Field(min_length=1)
+    port: int = Field(ge=1, le=65535)
+    author: str = Field(min_length=1)
+    model_name: str = Field(min_length=1)
+    model_ref: str = Field(min_length=1)
+    device: str = Field(pattern=r"^(cpu|cuda|auto)$")
+    torch_threads: int = Field(ge=1)
+    smoke_query: str = Field(min_length=1)
+    retrieval: ServingRetrievalParams
+    generation: ServingGenerationParams
+    limits: ServingLimitsParams
+    batching: ServingBatchingParams
+    timeouts: ServingTimeoutParams
+    ray: ServingRayParams
+
+
 class Params(_Section):
     project: ProjectParams
     weaviate: WeaviateParams
@@ -267,6 +334,7 @@ class Params(_Section):
     datasets: DatasetsParams
     training: TrainingParams
     airflow: AirflowParams
+    serving: ServingParams
 
 
 class Settings(BaseSettings):
@@ -285,6 +353,8 @@ class Settings(BaseSettings):
     # Optional teacher for instruction writing: any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama).
     teacher_base_url: str | None = None
     teacher_api_key: str | None = None
+    # Bearer key the serving API requires (TWIN_OPS_API_KEY); unset = no authentication (loopback use).
+    twin_ops_api_key: str | None = None
     # Machine-wide cache for things that outlive one checkout (the Weaviate binary, Go build).
     twin_ops_cache: Path = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "twin-ops"
 

@@ -1,0 +1,170 @@
+"""Crawl throughput (pages/s) against a plain sequential baseline, measured in the same command.
+
+Site: a generated blog of N posts (default 2,000) plus its paginated index pages, rendered from
+the demo author's posts by ``twin_ops.collect.demo_site.build_synthetic_site`` and served on
+127.0.0.1 by ``SiteServer`` in a separate process (so the server never competes for this
+process's GIL).
+
+* baseline — ``requests.Session`` fetching the sitemap, then every URL in it one after another,
+  running the same extractor on every page that declares itself an article (the crawler's rule).
+* twin-ops crawl — ``crawl_author`` with the production params (robots.txt, AutoThrottle, retries,
+  RFC 2616 HTTP cache, discovery from robots.txt → sitemap and links), an author whose one source
+  is the site root; once with ``collect.extract_workers`` as configured, once with the other
+  choice (a pool of 2 against inline extraction).
+* re-crawl — the same crawl again on the unchanged site: every page revalidated (304).
+* the same baseline and crawl against a smaller site whose server waits ``--latency-ms`` before
+  every answer, as a site across the internet does; concurrency only pays off there.
+
+Each crawl runs in its own spawned process (a Twisted reactor runs once per process); its
+pages/s counts pages answered (downloaded or revalidated) over the crawl's wall time, which
+includes starting the extraction workers and AutoThrottle's cautious start, not imports.
+Run: .venv/bin/python benchmarks/crawl.py [--pages 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import lxml.html  # noqa: E402
+import requests  # noqa: E402
+from lxml import etree  # noqa: E402
+
+from twin_ops.collect.demo_site import CONTENT_DIR, build_synthetic_site  # noqa: E402
+from twin_ops.collect.extract import declares_article, extract_article  # noqa: E402
+from twin_ops.config import load_params  # noqa: E402
+
+AUTHOR = "bench-author"
+EXTRACT_WORKERS_ALTERNATIVE = 2  # compared with an inline default: does a process pool pay here?
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def serve(root: str, port: int, latency_s: float) -> None:
+    from twin_ops.collect.site_server import SiteServer
+
+    SiteServer(Path(root), port=port, latency_s=latency_s).serve_forever()
+
+
+def start_site(folder: Path, posts: int, latency_s: float, posts_per_page: int) -> tuple[str, int, Any]:
+    """Build an N-post site for a free port and serve it from a spawned process."""
+    port = free_port()
+    site = f"http://127.0.0.1:{port}"
+    pages = build_synthetic_site(folder, site, ROOT / CONTENT_DIR, posts, posts_per_page)
+    server = multiprocessing.get_context("spawn").Process(
+        target=serve, args=(str(folder), port, latency_s), daemon=True
+    )
+    server.start()
+    for _ in range(100):  # wait for the server to accept connections
+        try:
+            requests.get(f"{site}/robots.txt", timeout=5)
+            break
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    return site, len(pages), server
+
+
+def measure(site: str, work: str, workers: int, other_workers: int | None) -> list[tuple[str, int, int, float]]:
+    started = time.perf_counter()
+    base_pages, base_articles = baseline(site)
+    rows = [("requests + trafilatura, sequential (baseline)", base_pages, base_articles, time.perf_counter() - started)]
+    rows.append((f"twin-ops crawl (params.yaml, extract_workers={workers})", *run_crawl(site, f"{work}/a", workers)))
+    rows.append(("re-crawl of the unchanged site (all 304)", *run_crawl(site, f"{work}/a", workers)))
+    if other_workers is not None:
+        rows.append((f"twin-ops crawl, extract_workers={other_workers}", *run_crawl(site, f"{work}/b", other_workers)))
+    return rows
+
+
+def table(title: str, rows: list[tuple[str, int, int, float]]) -> None:
+    base_rate = rows[0][1] / rows[0][3]
+    print(f"\n{title}")
+    print(f"{'method':<48} {'pages':>6} {'docs':>6} {'seconds':>8} {'pages/s':>8} {'ratio':>6}")
+    for name, fetched, documents, seconds in rows:
+        rate = fetched / seconds
+        print(f"{name:<48} {fetched:>6} {documents:>6} {seconds:>8.1f} {rate:>8.1f} {rate / base_rate:>6.2f}")
+
+
+def baseline(site: str) -> tuple[int, int]:
+    """(pages fetched, articles extracted), sequentially."""
+    session = requests.Session()
+    sitemap = session.get(f"{site}/sitemap.xml", timeout=30)
+    urls = [loc.text for loc in etree.fromstring(sitemap.content).iter("{*}loc")]
+    articles = 0
+    for url in urls:
+        page = session.get(url, timeout=30)
+        if declares_article(lxml.html.fromstring(page.content)):
+            articles += bool(extract_article(page.text, url).body)
+    return len(urls) + 1, articles
+
+
+def crawl(site: str, work: str, workers: int, results: multiprocessing.Queue) -> None:
+    import twin_ops.collect.web  # noqa: F401 - Scrapy's import time is not crawl time (baseline's isn't either)
+    from twin_ops.collect.authors import parse_author
+    from twin_ops.collect.run import crawl_author
+    from twin_ops.config import resolve_paths
+
+    overrides = {
+        "project": {"data_dir": f"{work}/data", "state_dir": f"{work}/state"},
+        "collect": {"extract_workers": workers},
+    }
+    params = load_params(ROOT / "params.yaml", overrides)
+    paths = resolve_paths(params)
+    author = parse_author(
+        {"id": AUTHOR, "name": "Bench", "sources": [{"type": "article", "url": f"{site}/"}]},
+        origin="benchmark",
+        variables={},
+        root=ROOT,
+    )
+    started = time.perf_counter()
+    report = crawl_author(author, params, paths)
+    seconds = time.perf_counter() - started
+    results.put((report.counts.fetched + report.counts.unchanged, report.counts.documents, seconds))
+
+
+def run_crawl(site: str, work: str, workers: int) -> tuple[int, int, float]:
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    process = context.Process(target=crawl, args=(site, work, workers, results))
+    process.start()
+    outcome = results.get()
+    process.join()
+    return outcome
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--pages", type=int, default=2000, help="posts in the generated site")
+    parser.add_argument("--latency-ms", type=float, default=50.0, help="server delay per answer, second run")
+    parser.add_argument("--latency-pages", type=int, default=300, help="posts in the second run's site")
+    args = parser.parse_args()
+    params = load_params(ROOT / "params.yaml")
+    workers, per_page = params.collect.extract_workers, params.collect.demo_site.posts_per_page
+    print(f"{multiprocessing.cpu_count()} CPUs; the server runs in its own process on the same machine")
+    with tempfile.TemporaryDirectory(prefix="twin-crawl-bench-") as scratch:
+        site, pages, server = start_site(Path(scratch) / "local", args.pages, 0.0, per_page)
+        local = measure(site, f"{scratch}/local-work", workers, 0 if workers else EXTRACT_WORKERS_ALTERNATIVE)
+        server.terminate()
+        site, slow_pages, server = start_site(
+            Path(scratch) / "slow", args.latency_pages, args.latency_ms / 1000, per_page
+        )
+        slow = measure(site, f"{scratch}/slow-work", workers, None)
+        server.terminate()
+    table(f"local site: {pages} pages ({args.pages} posts + index pages), no added latency", local)
+    table(f"site with {args.latency_ms:.0f} ms latency per answer: {slow_pages} pages", slow)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Helpers for the collect tests: a demo site on a free 127.0.0.1 port, and crawls run through the CLI.
+
+A crawl starts Twisted's reactor, which cannot restart, so every crawl runs as its own
+``twin-ops crawl`` process; the site server runs in the test process and logs every request.
+Data and state go to a temporary folder through TWIN_OPS_PARAM__ overrides, never the project's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from twin_ops.collect.demo_site import CONTENT_DIR, REPO_DIR, build_site
+from twin_ops.collect.site_server import LoggedRequest, SiteServer
+from twin_ops.domain import QuarantinedItem, RawDocument, read_jsonl
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+POSTS_PER_PAGE = 10
+
+
+def crawl(
+    work: Path, author: str, site_url: str, *sets: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``twin-ops crawl`` in a subprocess with data/state under ``work``."""
+    environment = {
+        **os.environ,
+        "TWIN_OPS_HOME": str(ROOT),
+        "TWIN_OPS_PARAM__project__data_dir": str(work / "data"),
+        "TWIN_OPS_PARAM__project__state_dir": str(work / "state"),
+        "COLUMNS": "1000",  # the summary on one line, unwrapped
+        **(env or {}),
+    }
+    command = [str(BIN / "twin-ops"), "crawl", "--author", author, "--site-url", site_url]
+    for assignment in sets:
+        command += ["--set", assignment]
+    return subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300)
+
+
+def store(work: Path, author: str) -> Path:
+    return work / "data" / "crawl" / author
+
+
+def documents(work: Path, author: str) -> dict[str, list[RawDocument]]:
+    """The crawl store's documents by platform file stem."""
+    folder = store(work, author)
+    return {
+        path.stem: read_jsonl(path, RawDocument)
+        for path in sorted(folder.glob("*.jsonl"))
+        if path.name != "quarantine.jsonl"
+    }
+
+
+def quarantine(work: Path, author: str) -> list[QuarantinedItem]:
+    return read_jsonl(store(work, author) / "quarantine.jsonl", QuarantinedItem)
+
+
+def summary(result: subprocess.CompletedProcess[str]) -> dict[str, int]:
+    """The numbers of the CLI's one-line summary, by label."""
+    line = next(line for line in result.stdout.splitlines() if line.startswith("crawl "))
+    return {label: int(n) for n, label in re.findall(r"(\d+) ([a-z]+(?: [a-z]+)?)", line)}
+
+
+def serve_demo_site(folder: Path, content: Path = ROOT / CONTENT_DIR, repo: Path = ROOT / REPO_DIR) -> SiteServer:
+    """Build the demo site for a free port and serve it from a thread (caller stops it)."""
+    server = SiteServer(folder)
+    build_site(folder, server.url, content, repo, POSTS_PER_PAGE)
+    return server.start()
+
+
+def copy_content(target: Path) -> Path:
+    shutil.copytree(ROOT / CONTENT_DIR, target)
+    return target
+
+
+def web_requests(log: list[LoggedRequest]) -> list[LoggedRequest]:
+    """Requests the spider made (git's own clone/fetch requests excluded)."""
+    return [request for request in log if not request.path.startswith("/git/")]
+
+
+def dump(result: subprocess.CompletedProcess[str]) -> str:
+    return json.dumps({"rc": result.returncode, "stdout": result.stdout[-3000:], "stderr": result.stderr[-3000:]})

@@ -1,0 +1,367 @@
+"""The Scrapy spider that walks an author's web sources.
+
+Discovery, per source type:
+
+* ``article`` / ``medium`` / ``substack`` — the source page, then same-scope links (``<a href>``)
+  and the RSS/Atom feeds pages declare (``<link rel="alternate">``); ``article`` also reads the
+  sitemaps robots.txt lists (platform-wide sitemaps of Medium would list every other author).
+* ``feed`` — the feed's entries only. ``sitemap`` — the sitemap's URLs (sitemap indexes followed).
+
+A page becomes a document when it declares itself one piece of writing (``og:type=article`` or a
+JSON-LD Article type, which blogs, Medium and Substack all emit) or when a feed lists it; other
+pages (indexes, tag pages, profiles) are only read for links.
+
+Scope: a source covers its own origin (scheme, host *and port*) under its URL's path — the site
+for ``https://blog.example/``, one author for ``https://medium.com/@wren``. Feeds and sitemaps of
+a source may list anything on its origin. Depth counts link hops from a seed (a source URL or a
+feed/sitemap entry); a page budget caps the whole crawl. Links past a limit are counted, not
+fetched.
+
+Every request carries an errback, so a failure of any kind (HTTP status, timeout, robots.txt,
+size cap, redirect loop, redirect out of scope) reaches the quarantine with its reason. Sitemaps
+are parsed with Scrapy's SitemapSpider building blocks (``Sitemap``, ``sitemap_urls_from_robots``)
+rather than by subclassing it, because SitemapSpider's own requests carry no errback: a broken
+sitemap would vanish without a trace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urldefrag, urlsplit
+
+import scrapy
+from scrapy import Request
+from scrapy.exceptions import (
+    CannotResolveHostError,
+    DownloadCancelledError,
+    DownloadConnectionRefusedError,
+    DownloadTimeoutError,
+    IgnoreRequest,
+    ResponseDataLossError,
+)
+from scrapy.http import HtmlResponse, Response, TextResponse, XmlResponse
+from scrapy.linkextractors import LinkExtractor
+from scrapy.selector import Selector
+from scrapy.spidermiddlewares.httperror import HttpError
+from scrapy.utils.gz import gunzip
+from scrapy.utils.sitemap import Sitemap, sitemap_urls_from_robots
+from twisted.internet import error as twisted_errors
+from twisted.python.failure import Failure
+from w3lib.url import canonicalize_url
+
+from twin_ops.collect.extract import Article, declares_article
+from twin_ops.collect.politeness import OutOfScope, RedirectLoop
+from twin_ops.collect.results import Collected
+from twin_ops.domain import DocumentKind, Platform, QuarantineReason, RawDocument, SourceType, sha256_text, utc_now
+
+Extract = Callable[[str, str, Platform], Awaitable[Article]]
+
+PLATFORM_OF = {
+    SourceType.ARTICLE: Platform.BLOG,
+    SourceType.FEED: Platform.BLOG,
+    SourceType.SITEMAP: Platform.BLOG,
+    SourceType.MEDIUM: Platform.MEDIUM,
+    SourceType.SUBSTACK: Platform.SUBSTACK,
+}
+FOLLOWS_LINKS = frozenset({SourceType.ARTICLE, SourceType.MEDIUM, SourceType.SUBSTACK})
+READS_ROBOTS_SITEMAPS = frozenset({SourceType.ARTICLE})
+# A NUL byte in the first block means a binary body, whatever the Content-Type claims.
+BINARY_SNIFF_BYTES = 8192
+GZIP_MAGIC = b"\x1f\x8b"
+FEED_LINKS = "//link[@rel='alternate'][contains(@type,'rss') or contains(@type,'atom')]/@href"
+
+
+def origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+@dataclass(frozen=True)
+class WebSource:
+    index: int
+    type: SourceType
+    url: str
+
+    @property
+    def origin(self) -> str:
+        return origin(self.url)
+
+    @property
+    def path(self) -> str:
+        return urlsplit(self.url).path or "/"
+
+    def covers(self, url: str) -> bool:
+        """Is ``url`` a page this source may fetch?"""
+        if origin(url) != self.origin:
+            return False
+        if self.type in {SourceType.FEED, SourceType.SITEMAP}:
+            return True  # a site's feed or sitemap may list any page of the site
+        path = urlsplit(url).path or "/"
+        prefix = self.path if self.path.endswith("/") else self.path + "/"
+        return path == self.path or path.startswith(prefix)
+
+
+def classify(failure: Failure) -> tuple[QuarantineReason, str, int | None]:
+    """A download failure → (reason, detail, HTTP status if any)."""
+    error = failure.value
+    if isinstance(error, HttpError):
+        status = error.response.status
+        return QuarantineReason.HTTP_ERROR, f"HTTP {status}", status
+    if isinstance(error, RedirectLoop):
+        return QuarantineReason.REDIRECT_LOOP, str(error), None
+    if isinstance(error, OutOfScope):
+        return QuarantineReason.OFFSITE_REDIRECT, str(error), None
+    if isinstance(error, IgnoreRequest):
+        message = str(error)
+        if "robots.txt" in message:
+            return QuarantineReason.ROBOTS_DISALLOWED, message, None
+        if "max redirections" in message:
+            return QuarantineReason.TOO_MANY_REDIRECTS, message, None
+        return QuarantineReason.FETCH_ERROR, message, None
+    if isinstance(error, DownloadTimeoutError | twisted_errors.TimeoutError):
+        return QuarantineReason.TIMEOUT, str(error) or "download timed out", None
+    if isinstance(error, DownloadCancelledError) and "max size" in str(error):
+        return QuarantineReason.TOO_LARGE, str(error), None
+    connection_errors = (
+        DownloadConnectionRefusedError,
+        CannotResolveHostError,
+        ResponseDataLossError,
+        twisted_errors.ConnectError,
+        twisted_errors.ConnectionLost,
+        twisted_errors.ConnectionDone,
+    )
+    if isinstance(error, connection_errors):
+        return QuarantineReason.CONNECTION_ERROR, f"{type(error).__name__}: {error}", None
+    return QuarantineReason.FETCH_ERROR, f"{type(error).__name__}: {error}", None
+
+
+class TwinSpider(scrapy.Spider):
+    name = "twin-ops"
+
+    def __init__(
+        self,
+        *,
+        author_id: str,
+        sources: list[WebSource],
+        max_depth: int,
+        max_pages: int,
+        max_page_bytes: int,
+        min_content_chars: int,
+        collected: Collected,
+        extract: Extract,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.author_id = author_id
+        self.sources = sources
+        self.max_depth = max_depth
+        self.max_pages = max_pages
+        self.max_page_bytes = max_page_bytes
+        self.min_content_chars = min_content_chars
+        self.collected = collected
+        self.extract = extract
+        self._origins = {source.origin for source in sources}
+        self._scheduled: set[str] = set()
+        self._skipped: set[tuple[str, str]] = set()
+        # Default deny_extensions skip images, media, archives and office files before any fetch.
+        self._links = LinkExtractor(unique=True)
+
+    # --- scope and scheduling -------------------------------------------------------------------
+
+    def in_scope(self, request: Request) -> bool:
+        """Checked for every outgoing request (redirects included) by ScopeMiddleware."""
+        index = request.meta.get("twin_source")
+        if index is None:  # robots.txt requests Scrapy makes on its own
+            return origin(request.url) in self._origins
+        source = self.sources[index]
+        if request.meta.get("twin_role") == "page":
+            return source.covers(request.url)
+        return origin(request.url) == source.origin
+
+    def _skip(self, key: str, reason: str) -> None:
+        if (key, reason) not in self._skipped:  # count each URL once per reason
+            self._skipped.add((key, reason))
+            self.collected.skipped(reason)
+
+    def _request(self, url: str, source: WebSource, role: str, hops: int, *, feed_item: bool = False) -> Request | None:
+        url = urldefrag(url.strip())[0]
+        if urlsplit(url).scheme not in {"http", "https"}:
+            return None  # mailto:, javascript:, ...
+        key = canonicalize_url(url)
+        if key in self._scheduled:
+            return None
+        allowed = source.covers(url) if role == "page" else origin(url) == source.origin
+        if not allowed:
+            self._skip(key, "out_of_scope")
+            return None
+        if hops > self.max_depth:
+            self._skip(key, "depth_limit")
+            return None
+        if len(self._scheduled) >= self.max_pages:
+            self._skip(key, "page_budget")
+            return None
+        self._scheduled.add(key)
+        callbacks = {
+            "page": self.parse_page,
+            "feed": self.parse_feed,
+            "sitemap": self.parse_sitemap,
+            "robots": self.parse_robots,
+        }
+        return Request(
+            url,
+            callback=callbacks[role],
+            errback=self.on_error,
+            # Fewer hops first, so a page reachable by a short path is not first met past the limit.
+            priority=-hops,
+            meta={"twin_source": source.index, "twin_role": role, "twin_hops": hops, "twin_feed_item": feed_item},
+        )
+
+    async def start(self) -> AsyncIterator[Request]:
+        roles = {SourceType.FEED: "feed", SourceType.SITEMAP: "sitemap"}
+        for source in self.sources:
+            request = self._request(source.url, source, roles.get(source.type, "page"), 0)
+            if request is not None:
+                yield request
+            if source.type in READS_ROBOTS_SITEMAPS:
+                robots = self._request(f"{source.origin}/robots.txt", source, "robots", 0)
+                if robots is not None:
+                    yield robots
+
+    def _source(self, response: Response) -> WebSource:
+        return self.sources[response.meta["twin_source"]]
+
+    def _seen(self, response: Response) -> None:
+        self.collected.fetched(unchanged="cached" in response.flags)
+
+    def _quarantine(self, response: Response, reason: QuarantineReason, detail: str) -> None:
+        self.collected.quarantined(
+            response.url, reason, detail, status=response.status, source_url=self._source(response).url
+        )
+
+    # --- callbacks ------------------------------------------------------------------------------
+
+    async def parse_page(self, response: Response) -> AsyncIterator[Request]:
+        self._seen(response)
+        source = self._source(response)
+        if isinstance(response, XmlResponse):  # a link to a feed or a sitemap
+            root = response.xpath("local-name(/*)").get() or ""
+            parse = self._sitemap if root in {"urlset", "sitemapindex"} else self._feed
+            for request in parse(response):
+                yield request
+            return
+        if not isinstance(response, HtmlResponse) or b"\x00" in response.body[:BINARY_SNIFF_BYTES]:
+            content_type = (response.headers.get("Content-Type") or b"none").decode("latin-1")
+            self._quarantine(response, QuarantineReason.NON_TEXT, f"not an HTML page (Content-Type {content_type})")
+            return
+        if declares_article(response.selector.root) or response.meta.get("twin_feed_item"):
+            article = await self.extract(response.text, response.url, PLATFORM_OF[source.type])
+            self._keep(article, response, source)
+        if source.type not in FOLLOWS_LINKS:
+            return
+        hops = response.meta.get("twin_hops", 0)
+        for link in self._links.extract_links(response):
+            request = self._request(link.url, source, "page", hops + 1)
+            if request is not None:
+                yield request
+        for href in response.xpath(FEED_LINKS).getall():
+            request = self._request(response.urljoin(href), source, "feed", 0)
+            if request is not None:
+                yield request
+
+    def _keep(self, article: Article, response: Response, source: WebSource) -> None:
+        if len(article.body.strip()) < self.min_content_chars:
+            detail = f"{len(article.body.strip())} characters of text extracted"
+            self._quarantine(response, QuarantineReason.EMPTY_EXTRACTION, detail)
+            return
+        content = article.content
+        metadata = {
+            "subtitle": article.subtitle,
+            "published_at": article.published_at,
+            "tags": article.tags,
+            "fetched_url": response.url,
+            "source_type": source.type.value,
+        }
+        self.collected.document(
+            RawDocument(
+                id=f"{self.author_id}:{article.canonical_url}",
+                author_id=self.author_id,
+                kind=DocumentKind.ARTICLE,
+                platform=article.platform,
+                source_url=article.canonical_url,
+                title=article.title,
+                content=content,
+                fetched_at=utc_now(),
+                content_hash=sha256_text(content),
+                metadata=metadata,
+            )
+        )
+
+    def parse_feed(self, response: Response) -> Iterator[Request]:
+        self._seen(response)
+        yield from self._feed(response)
+
+    def _feed(self, response: Response) -> Iterator[Request]:
+        source = self._source(response)
+        feed = Selector(text=response.text, type="xml") if isinstance(response, TextResponse) else None
+        if feed is not None:
+            feed.remove_namespaces()
+        if feed is None or not feed.xpath("/rss|/feed|/RDF"):
+            self._quarantine(response, QuarantineReason.INVALID_FEED, "not an RSS or Atom document")
+            return
+        links = feed.xpath("//item/link/text()").getall()  # RSS 2.0 and RSS 1.0 (RDF)
+        links += feed.xpath("//entry/link[not(@rel) or @rel='alternate']/@href").getall()  # Atom
+        for link in links:
+            request = self._request(response.urljoin(link.strip()), source, "page", 0, feed_item=True)
+            if request is not None:
+                yield request
+
+    def parse_sitemap(self, response: Response) -> Iterator[Request]:
+        self._seen(response)
+        yield from self._sitemap(response)
+
+    def _sitemap(self, response: Response) -> Iterator[Request]:
+        source = self._source(response)
+        body = response.body
+        try:
+            if body[:2] == GZIP_MAGIC:
+                body = gunzip(body, max_size=self.max_page_bytes)
+            sitemap = Sitemap(body)
+            kind = sitemap.type
+            entries = list(sitemap)
+        except Exception as exc:  # lxml gives no root at all for non-XML bodies
+            self._quarantine(response, QuarantineReason.INVALID_SITEMAP, f"{type(exc).__name__}: {exc}")
+            return
+        if kind not in {"urlset", "sitemapindex"}:
+            self._quarantine(response, QuarantineReason.INVALID_SITEMAP, f"unexpected root element {kind!r}")
+            return
+        role = "sitemap" if kind == "sitemapindex" else "page"
+        for entry in entries:
+            if entry.get("loc"):
+                request = self._request(response.urljoin(entry["loc"]), source, role, 0)
+                if request is not None:
+                    yield request
+
+    def parse_robots(self, response: Response) -> Iterator[Request]:
+        self._seen(response)
+        if not isinstance(response, TextResponse):
+            return
+        source = self._source(response)
+        for url in sitemap_urls_from_robots(response.body, base_url=response.url):
+            request = self._request(url, source, "sitemap", 0)
+            if request is not None:
+                yield request
+
+    def on_error(self, failure: Failure) -> None:
+        request = failure.request  # type: ignore[attr-defined]
+        if request.meta.get("twin_role") == "robots":
+            self.collected.skipped("no_robots_txt")  # a site without robots.txt allows everything
+            return
+        reason, detail, status = classify(failure)
+        # The URL as linked, before any redirects; the detail names where the chain ended.
+        first = [*request.meta.get("redirect_urls", []), request.url][0]
+        if first != request.url:
+            detail = f"{detail} (after redirects to {request.url})"
+        source = self.sources[request.meta["twin_source"]]
+        self.collected.quarantined(first, reason, detail, status=status, source_url=source.url)

@@ -1,0 +1,90 @@
+"""The crawl store: ``<data>/crawl/<author>/<platform>.jsonl`` plus ``quarantine.jsonl``.
+
+The crawl writes here; ``twin-ops validate raw_documents --author <id> --publish`` checks the
+folder with Great Expectations and only then copies it to ``<data>/raw/<author>/`` (same file
+layout), so a bad crawl never reaches the published raw data (``quality.frames.staged_location``
+names this same folder; a unit test keeps the two in step).
+
+Each platform file holds the latest revision of every document ever collected, one line each,
+sorted by id, so the same crawl writes the same bytes:
+
+* a document whose content hash is unchanged keeps its stored record as is (not re-emitted);
+* a changed one replaces it as ``revision + 1`` under the same id (the id is author + canonical
+  URL); DVC keeps the earlier versions of the file;
+* a document the crawl did not reach this time is kept: an outage must not delete writing;
+* a new document whose content is already stored under another URL is a duplicate, not stored.
+
+``quarantine.jsonl`` holds what the latest crawl set aside, with reasons; it is rewritten each run.
+Every file is written atomically (``domain.write_jsonl``: temp file, fsync, rename).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from twin_ops.config import Paths
+from twin_ops.domain import QuarantinedItem, RawDocument, read_jsonl, write_jsonl
+
+QUARANTINE_FILE = "quarantine.jsonl"
+
+
+def store_dir(paths: Paths, author_id: str) -> Path:
+    return paths.data / "crawl" / author_id
+
+
+def platform_files(folder: Path) -> list[Path]:
+    return sorted(path for path in folder.glob("*.jsonl") if path.name != QUARANTINE_FILE)
+
+
+def load_documents(folder: Path) -> dict[str, RawDocument]:
+    return {document.id: document for path in platform_files(folder) for document in read_jsonl(path, RawDocument)}
+
+
+@dataclass
+class MergeResult:
+    new: list[str] = field(default_factory=list)  # ids
+    revised: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    duplicates: int = 0
+    total: int = 0  # documents in the store after the merge
+
+
+def merge(folder: Path, collected: list[RawDocument]) -> MergeResult:
+    """Fold one crawl's documents into the store and rewrite its platform files."""
+    stored = load_documents(folder)
+    owner_of_hash = {document.content_hash: document.id for document in stored.values()}
+    result = MergeResult()
+    seen_now: set[str] = set()
+    for document in collected:
+        if document.id in seen_now:
+            result.duplicates += 1  # reached twice in one crawl (two URLs, one canonical)
+            continue
+        seen_now.add(document.id)
+        previous = stored.get(document.id)
+        if previous is not None and previous.content_hash == document.content_hash:
+            result.unchanged += 1
+            continue
+        if owner_of_hash.get(document.content_hash, document.id) != document.id:
+            result.duplicates += 1  # the same text under another URL
+            continue
+        if previous is None:
+            stored[document.id] = document
+            result.new.append(document.id)
+        else:
+            stored[document.id] = document.model_copy(update={"revision": previous.revision + 1})
+            result.revised.append(document.id)
+        owner_of_hash[document.content_hash] = document.id
+    by_platform: dict[str, list[RawDocument]] = {}
+    for document in sorted(stored.values(), key=lambda d: d.id):
+        by_platform.setdefault(document.platform.value, []).append(document)
+    for platform, documents in by_platform.items():
+        write_jsonl(folder / f"{platform}.jsonl", documents)
+    result.total = len(stored)
+    return result
+
+
+def write_quarantine(folder: Path, items: list[QuarantinedItem]) -> Path:
+    path = folder / QUARANTINE_FILE
+    write_jsonl(path, sorted(items, key=lambda item: (item.url, item.reason)))
+    return path

@@ -1,0 +1,139 @@
+"""Run the spider in-process, with Scrapy settings derived from params.yaml.
+
+Reactor: ``CrawlerProcess`` starts Twisted's (asyncio) reactor, and a Twisted reactor cannot be
+restarted in the same process. So one process runs at most one crawl: the CLI (``twin-ops crawl``)
+is that process, tests and the DAG run crawls through it as subprocesses, and a second call in one
+interpreter raises ``CrawlError`` instead of hanging. All web sources of an author share that one
+crawl (one spider, one politeness budget per site, one duplicate filter).
+
+Extraction is CPU-bound (trafilatura, 5-10 ms a page) and Scrapy runs callbacks on the reactor's
+single thread. With ``collect.extract_workers`` > 0, that many processes extract in parallel while
+the reactor keeps downloading (worth it with spare cores; on 2 cores it is not, hence the default
+0). Workers are spawned, not forked — forking a process with a running reactor is unsafe — so, as
+with any spawning code, the calling program's main module must be import-safe (``__main__`` guard).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from twin_ops.collect.extract import Article, extract_article
+from twin_ops.collect.results import Collected
+from twin_ops.collect.spider import Extract, TwinSpider, WebSource
+from twin_ops.config import Params, Paths
+from twin_ops.domain import Platform, QuarantineReason, Source
+
+POLITENESS = "twin_ops.collect.politeness"
+_crawled_in_this_process = False
+
+
+class CrawlError(RuntimeError):
+    """A crawl that cannot run (e.g. a second one in the same process)."""
+
+
+def http_cache_dir(paths: Paths, author_id: str) -> Path:
+    return paths.state / "collect" / "httpcache" / author_id
+
+
+def scrapy_settings(params: Params, cache_dir: Path) -> dict[str, Any]:
+    c = params.collect
+    return {
+        "BOT_NAME": "twin-ops",
+        "USER_AGENT": c.user_agent,
+        "ROBOTSTXT_OBEY": c.obey_robots_txt,
+        "ROBOTSTXT_USER_AGENT": c.robots_user_agent,
+        "CONCURRENT_REQUESTS": c.concurrent_requests,
+        "CONCURRENT_REQUESTS_PER_DOMAIN": c.concurrent_requests_per_domain,
+        "DOWNLOAD_DELAY": c.download_delay_s,
+        "AUTOTHROTTLE_ENABLED": True,
+        "AUTOTHROTTLE_START_DELAY": c.autothrottle_start_delay_s,
+        "AUTOTHROTTLE_MAX_DELAY": c.autothrottle_max_delay_s,
+        "AUTOTHROTTLE_TARGET_CONCURRENCY": c.autothrottle_target_concurrency,
+        "DOWNLOAD_TIMEOUT": c.download_timeout_s,
+        "DOWNLOAD_MAXSIZE": c.max_page_bytes,
+        "DOWNLOAD_WARNSIZE": c.max_page_bytes,  # no warning short of the limit; over it = quarantine
+        "RETRY_ENABLED": True,
+        "RETRY_TIMES": c.retry_times,
+        "RETRY_GIVE_UP_LOG_LEVEL": "INFO",  # a page that gives up is in the quarantine file
+        "TWIN_RETRY_BACKOFF_BASE": c.retry_backoff_base_s,
+        "TWIN_RETRY_BACKOFF_MAX": c.retry_backoff_max_s,
+        "REDIRECT_MAX_TIMES": c.max_redirects,
+        "HTTPCACHE_ENABLED": c.http_cache,
+        "HTTPCACHE_POLICY": "scrapy.extensions.httpcache.RFC2616Policy",
+        "HTTPCACHE_STORAGE": "scrapy.extensions.httpcache.FilesystemCacheStorage",
+        "HTTPCACHE_DIR": str(cache_dir),
+        "COOKIES_ENABLED": False,  # public pages only; no session state between requests
+        "TELNETCONSOLE_ENABLED": False,  # it would open a port
+        "LOG_LEVEL": c.log_level,
+        "DOWNLOADER_MIDDLEWARES": {
+            f"{POLITENESS}.ScopeMiddleware": 50,  # before robots.txt (100): no foreign robots fetches
+            "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
+            f"{POLITENESS}.BackoffRetryMiddleware": 550,
+            "scrapy.downloadermiddlewares.redirect.RedirectMiddleware": None,
+            f"{POLITENESS}.LoopAwareRedirectMiddleware": 600,
+        },
+        "EXTENSIONS": {
+            "scrapy.extensions.throttle.AutoThrottle": None,
+            f"{POLITENESS}.RevalidationAwareAutoThrottle": 0,
+        },
+    }
+
+
+@contextmanager
+def extractor(workers: int) -> Iterator[Extract]:
+    """An awaitable ``extract_article``: inline for 0 workers, else in a process pool."""
+    if workers == 0:
+
+        async def inline(html: str, url: str, platform: Platform) -> Article:
+            return extract_article(html, url, platform)
+
+        yield inline
+        return
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+
+    async def pooled(html: str, url: str, platform: Platform) -> Article:
+        return await asyncio.get_running_loop().run_in_executor(pool, extract_article, html, url, platform)
+
+    try:
+        yield pooled
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
+def crawl_web(author_id: str, sources: list[Source], params: Params, paths: Paths, collected: Collected) -> None:
+    """Crawl the author's web sources into ``collected``; blocks until the crawl is done."""
+    global _crawled_in_this_process
+    if _crawled_in_this_process:
+        raise CrawlError("a Twisted reactor cannot restart: run each crawl in its own process (`twin-ops crawl`)")
+    _crawled_in_this_process = True
+    from scrapy import signals
+    from scrapy.crawler import CrawlerProcess
+
+    def on_spider_error(failure: Any, response: Any, spider: Any) -> None:
+        # A bug or an unexpected page while handling a response: recorded, never lost.
+        detail = f"{type(failure.value).__name__}: {failure.value}"
+        collected.quarantined(response.url, QuarantineReason.PROCESSING_ERROR, detail, status=response.status)
+
+    c = params.collect
+    process = CrawlerProcess(scrapy_settings(params, http_cache_dir(paths, author_id)))
+    with extractor(c.extract_workers) as extract:
+        crawler = process.create_crawler(TwinSpider)
+        crawler.signals.connect(on_spider_error, signal=signals.spider_error)
+        process.crawl(
+            crawler,
+            author_id=author_id,
+            sources=[WebSource(index, source.type, source.url) for index, source in enumerate(sources)],
+            max_depth=c.max_depth,
+            max_pages=c.max_pages,
+            max_page_bytes=c.max_page_bytes,
+            min_content_chars=c.min_content_chars,
+            collected=collected,
+            extract=extract,
+        )
+        process.start()
