@@ -536,6 +536,9 @@ data_app = typer.Typer(help="Dataset versions (git + dvc.lock).")
 app.add_typer(data_app, name="data")
 
 
+_ROWS_REPORT = {"raw": "raw_documents", "features": "chunks"}
+
+
 @data_app.command("versions")
 def data_versions_command(limit: int = 20) -> None:
     """List dataset versions, newest first, with hashes and validated row counts."""
@@ -545,8 +548,8 @@ def data_versions_command(limit: int = 20) -> None:
     table = Table("rev", "date", "subject", "dataset", "md5", "rows", title="data versions")
     for version in data_versions(paths.root, limit):
         for path, md5 in sorted(version.outputs.items()):
-            author = Path(path).name
-            rows = next((n for report, n in version.rows.items() if Path(report).stem == author), None)
+            report = _ROWS_REPORT.get(Path(path).parent.name)  # data/<stage>/<author> -> its validated rows
+            rows = version.rows.get(f"reports/quality/{report}/{Path(path).name}.json") if report else None
             table.add_row(version.rev, version.date, version.subject[:40], path, md5[:12], str(rows or ""))
     console.print(table)
     console.print("restore one: git checkout <rev> -- dvc.lock && dvc checkout")
