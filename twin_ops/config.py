@@ -400,8 +400,9 @@ def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
     return overrides
 
 
-def _describe(error: ValidationError, source: str) -> str:
-    lines = [f"invalid parameters in {source}:"]
+def describe_validation_error(error: ValidationError, heading: str) -> str:
+    """A pydantic error as one line per bad key, naming the key and what it got."""
+    lines = [heading]
     for item in error.errors():
         key = ".".join(str(part) for part in item["loc"]) or "<root>"
         message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
@@ -432,7 +433,7 @@ def load_params(
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, str(path))) from exc
+        raise ConfigError(describe_validation_error(exc, f"invalid parameters in {path}:")) from exc
 
 
 class Paths(BaseModel):

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import ValidationError
 
-from twin_ops.config import ConfigError, Params, Paths
+from twin_ops.config import ConfigError, Params, Paths, describe_validation_error
 from twin_ops.domain import Author, SourceType
 
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -95,15 +95,6 @@ def _check_source(kind: SourceType, url: str, root: Path, where: str) -> str:
     return _local_path(url, root, where)
 
 
-def _describe(error: ValidationError, origin: str) -> str:
-    lines = [f"invalid author config {origin}:"]
-    for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"]) or "<root>"
-        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
-        lines.append(f"  {key}: {message} (got {item.get('input')!r})")
-    return "\n".join(lines)
-
-
 def parse_author(raw: Any, *, origin: str, variables: Mapping[str, str], root: Path) -> Author:
     """Validate one author mapping (from a YAML file or a DAG's params form)."""
     if not isinstance(raw, dict):
@@ -119,7 +110,7 @@ def parse_author(raw: Any, *, origin: str, variables: Mapping[str, str], root: P
     try:
         author = Author.model_validate({**raw, "sources": expanded})
     except ValidationError as exc:
-        raise AuthorConfigError(_describe(exc, origin)) from exc
+        raise AuthorConfigError(describe_validation_error(exc, f"invalid author config {origin}:")) from exc
     if not author.sources:
         raise AuthorConfigError(f"{origin}: sources: the author has no sources to collect")
     checked, seen = [], set()
