@@ -501,6 +501,82 @@ def train_command(
         raise typer.Exit(1) from exc
 
 
+@app.command("serve")
+def serve_command(
+    port: Annotated[int | None, typer.Option(help="HTTP port on serving.host; default serving.port.")] = None,
+    single_replica: Annotated[
+        bool, typer.Option("--single-replica", help="One replica per deployment, no autoscaling (small machines).")
+    ] = False,
+    overrides: SetOption = None,
+) -> None:
+    """Run the twin API (Ray Serve, include/serve/twin.yaml) until Ctrl-C; RAY_ADDRESS = deploy to that cluster."""
+    import signal
+    import time
+
+    from twin_ops.serving import ops
+
+    params, paths, settings = _load(overrides)
+    app_args = {"overrides": _overrides(overrides or [])} if overrides else {}
+    try:
+        url = ops.start_local(
+            params, paths, port=port, app_args=app_args, single_replica=single_replica, log=console.print
+        )
+    except (ops.ServeFailed, ConfigError) as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        ops.stop_local()
+        raise typer.Exit(1) from exc
+    if settings.ray_address:
+        console.print(f"deployed to the Ray cluster at {settings.ray_address}")
+        return
+    console.print(f'twin API at {url} — try: twin-ops query "What is the first rule of the yard?"; Ctrl-C stops')
+
+    def interrupt(signum, frame) -> None:  # SIGTERM (kill, a service manager) stops it like Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        console.print("stopping")
+    finally:
+        ops.stop_local()
+
+
+@app.command("query")
+def query_command(
+    question: Annotated[str, typer.Argument(help="What to ask the twin.")],
+    author: Annotated[
+        str | None,
+        typer.Option("--author", help="Whose writing to draw on (default: from the question, else serving.author)."),
+    ] = None,
+    k: Annotated[int | None, typer.Option(help="Passages to retrieve.")] = None,
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens", help="Length of the answer in tokens.")] = None,
+    url: Annotated[str | None, typer.Option(help="The API; default http://serving.host:serving.port.")] = None,
+) -> None:
+    """Ask the running twin API (POST /rag) and print the answer with its sources (TWIN_OPS_API_KEY if set)."""
+    from twin_ops.serving.client import ApiError, TwinClient
+    from twin_ops.serving.ops import serve_url
+
+    params, _, settings = _load()
+    client = TwinClient(url or serve_url(params), settings.twin_ops_api_key, params.serving.timeouts.request_s)
+    try:
+        body = client.rag(question, author, k, max_tokens=max_tokens)
+    except ApiError as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    except OSError as exc:
+        err_console.print(
+            f"[red]cannot reach the twin API at {client.url}: {exc}[/red] (start it with `twin-ops serve`)"
+        )
+        raise typer.Exit(1) from exc
+    console.print(body["answer"], markup=False, highlight=False)
+    table = Table("#", "score", "title", "url", title=f"sources ({body['author']}, model {body['model_version']})")
+    for rank, source in enumerate(body["sources"], start=1):
+        table.add_row(str(rank), f"{source['score']:.3f}", source["title"], source["url"])
+    console.print(table)
+
+
 @app.command("lineage")
 def lineage_command(
     artifact: Annotated[str, typer.Argument(help="A DVC-tracked path, e.g. data/raw/wren-halvorsen.")],

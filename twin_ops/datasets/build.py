@@ -270,6 +270,7 @@ def build_datasets(
         target = frames.dataset_location(paths, dataset, author_id)
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}.build-") as staging:
+            Path(staging).chmod(0o755)  # mkdtemp's 0700 would be copied to the published folder
             _write_parquet(frame, columns, Path(staging))
             publish_if_valid(Path(staging), target, report)
         write_report(report, report_path(paths, dataset, author_id))

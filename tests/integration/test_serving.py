@@ -1,0 +1,422 @@
+"""The Ray Serve app on 127.0.0.1, end to end: the official OpenAI client, plain HTTP, errors,
+concurrency, a model swap under load and a replica killed under load.
+
+One app per module (Ray start-up is slow on 2 cores), one replica per deployment, a tiny
+randomly initialised model (generation mechanics, not quality) and the demo authors' posts indexed
+into this module's own Weaviate aliases. The swap and kill tests run last, in this order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import tempfile
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.demo_content import juno_posts, raw_document, read_post, wren_posts
+from twin_ops.config import Params, Paths
+from twin_ops.domain import write_jsonl
+
+WREN, JUNO = "wren-halvorsen", "juno-marsh"
+API_KEY = "test-key-" + uuid.uuid4().hex[:8]
+MAX_TOKENS = 8
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def ensure_weaviate(params: Params, paths: Paths) -> bool:
+    """A Weaviate server the replicas can reach; True when this call started it (stop it after).
+
+    services.weaviate.connect() would start an embedded server owned by the connecting process,
+    which dies with its client: the Ray replicas, other processes, need a server of their own.
+    """
+    from twin_ops.config import Settings
+    from twin_ops.services import weaviate as weaviate_service
+
+    if Settings().weaviate_url or weaviate_service.is_running(params):
+        return False
+    weaviate_service.start_server(params, paths, log=lambda line: None)
+    return True
+
+
+def index_demo_authors(params: Params, paths: Paths, data_dir: Path) -> None:
+    """Both demo authors' posts into params' aliases (the feature stage, as in production)."""
+    from twin_ops.features.embed import Embedder
+    from twin_ops.features.pipeline import run_features
+    from twin_ops.services.weaviate import connect
+
+    own_paths = paths.model_copy(update={"data": data_dir / "data", "reports": data_dir / "reports"})
+    embedder = Embedder(params.features.embedding_model, "cpu", params.features.embedding_batch_size)
+    with connect(params) as client:
+        for author, posts in ((WREN, wren_posts()), (JUNO, juno_posts())):
+            write_jsonl(own_paths.data / "raw" / author / "blog.jsonl", [raw_document(post, author) for post in posts])
+            run_features(author, params, own_paths, client=client, embedder=embedder)
+
+
+def drop_aliases(params: Params) -> None:
+    from twin_ops.features import index
+    from twin_ops.services.weaviate import connect
+
+    with connect(params) as client:
+        for alias in (params.features.documents_alias, params.features.chunks_alias):
+            target = index.alias_target(client, alias)
+            client.alias.delete(alias_name=alias)
+            if target:
+                client.collections.delete(target)
+
+
+def tiny_registry(params: Params, paths: Paths, folder: Path) -> Path:
+    """A registry whose production model is a tiny Llama (v1); v2 (another seed) is registered too."""
+    from twin_ops.registry.store import Registry
+    from twin_ops.training.base_model import resolve_base_model
+    from twin_ops.training.tiny import build_tiny_model
+
+    tokenizer = resolve_base_model(params.training.base_model, paths.cache)
+    registry = Registry(folder / "models")
+    for seed in (0, 1):
+        merged = build_tiny_model(folder / f"tiny-{seed}", tokenizer, seed=seed)
+        registry.register(params.serving.model_name, tokenizer, merged_path=merged)
+        if seed == 0:
+            registry.promote(params.serving.model_name, 1)
+    return registry.root
+
+
+@pytest.fixture(scope="module")
+def app(params, paths):
+    """The app running on a free loopback port; yields (url, params as the replicas see them)."""
+    from twin_ops.config import load_params
+    from twin_ops.serving import ops
+
+    suffix = uuid.uuid4().hex[:8].capitalize()
+    overrides = {
+        "features": {"documents_alias": f"ServeDocs{suffix}", "chunks_alias": f"ServeChunks{suffix}"},
+        "serving": {"generation": {"default_max_tokens": MAX_TOKENS}},
+    }
+    served = load_params(paths.root / "params.yaml", overrides)
+    work = Path(tempfile.mkdtemp(prefix="twin-serving-"))
+    started_weaviate = ensure_weaviate(served, paths)
+    index_demo_authors(served, paths, work)
+    models = tiny_registry(served, paths, work)
+    os.environ["TWIN_OPS_API_KEY"] = API_KEY  # read by the Ingress replica at start-up
+    port = free_port()
+    try:
+        url = ops.start_local(
+            served,
+            paths,
+            port=port,
+            app_args={"overrides": overrides, "models_dir": str(models)},
+            single_replica=True,
+            log=lambda line: None,
+        )
+        yield url, served, models
+    finally:
+        ops.stop_local()
+        os.environ.pop("TWIN_OPS_API_KEY", None)
+        drop_aliases(served)
+        if started_weaviate:
+            from twin_ops.services.weaviate import stop_server
+
+            stop_server(served, paths, log=lambda line: None)
+
+
+@pytest.fixture(scope="module")
+def url(app):
+    return app[0]
+
+
+def auth() -> dict[str, str]:
+    return {"Authorization": f"Bearer {API_KEY}"}
+
+
+def openai_client(url: str, key: str = API_KEY):
+    from openai import OpenAI
+
+    return OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0, timeout=120)
+
+
+def signature(post: Path) -> tuple[str, str]:
+    meta, _ = read_post(post)
+    return meta["title"], meta["signature"]
+
+
+# --- the API --------------------------------------------------------------------------------------
+
+
+def test_openai_client_chat_answers_with_the_authors_sources(app):
+    url, params, _ = app
+    client = openai_client(url)
+    assert [model.id for model in client.models.list().data] == [params.serving.model_name]
+    title, line = signature(wren_posts()[5])
+    response = client.chat.completions.create(
+        model=params.serving.model_name, messages=[{"role": "user", "content": line}], max_tokens=MAX_TOKENS
+    )
+    choice = response.choices[0]
+    assert isinstance(choice.message.content, str) and choice.finish_reason in {"stop", "length"}
+    assert 0 < response.usage.completion_tokens <= MAX_TOKENS
+    sources = response.model_extra["sources"]
+    assert title in [source["title"] for source in sources]
+    assert all(source["url"].startswith("http://127.0.0.1:8000/posts/") for source in sources)
+    assert response.model_extra["model_version"] == f"{params.serving.model_name}:v1"
+
+
+def test_openai_client_streams_tokens_as_server_sent_events(app):
+    url, params, _ = app
+    title, line = signature(wren_posts()[11])
+    stream = openai_client(url).chat.completions.create(
+        model=params.serving.model_name,
+        messages=[{"role": "user", "content": line}],
+        max_tokens=MAX_TOKENS,
+        stream=True,
+    )
+    chunks = list(stream)
+    assert title in [source["title"] for source in chunks[0].model_extra["sources"]]
+    pieces = [chunk.choices[0].delta.content for chunk in chunks if chunk.choices[0].delta.content]
+    assert 1 <= len(pieces) <= MAX_TOKENS  # one event per token (pieces of a word may merge)
+    assert chunks[-1].choices[0].finish_reason in {"stop", "length"}
+
+
+def test_rag_over_plain_http_returns_answer_sources_and_model_version(app):
+    url, params, _ = app
+    title, line = signature(wren_posts()[20])
+    response = httpx.post(f"{url}/rag", json={"query": line, "author": WREN, "k": 3}, headers=auth(), timeout=120)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) >= {"answer", "sources", "model_version"}
+    assert isinstance(body["answer"], str)
+    assert body["sources"][0]["title"] == title
+    assert all(set(source) == {"title", "url", "score"} for source in body["sources"])
+    assert body["model_version"] == f"{params.serving.model_name}:v1"
+
+
+def test_self_query_takes_the_author_from_the_question(url):
+    title, line = signature(juno_posts()[0])
+    response = httpx.post(f"{url}/rag", json={"query": f"Juno Marsh wrote: {line}"}, headers=auth(), timeout=120)
+    body = response.json()
+    assert body["author"] == JUNO
+    assert body["sources"][0]["title"] == title
+    juno_titles = {read_post(post)[0]["title"] for post in juno_posts()}
+    assert {source["title"] for source in body["sources"]} <= juno_titles
+
+
+def test_bad_requests_get_the_right_4xx_with_a_clear_message(app):
+    import openai
+
+    url, params, _ = app
+    limits = params.serving.limits
+    cases = {
+        "malformed JSON": httpx.post(
+            f"{url}/rag", content=b"{not json", headers={**auth(), "Content-Type": "application/json"}
+        ),
+        "missing query": httpx.post(f"{url}/rag", json={"question": "bilge"}, headers=auth()),
+        "oversized query": httpx.post(f"{url}/rag", json={"query": "b" * (limits.max_query_chars + 1)}, headers=auth()),
+        "k over the limit": httpx.post(f"{url}/rag", json={"query": "bilge", "k": 10_000}, headers=auth()),
+        "unknown author": httpx.post(f"{url}/rag", json={"query": "bilge", "author": "nobody"}, headers=auth()),
+        "no API key": httpx.post(f"{url}/rag", json={"query": "bilge"}),
+    }
+    expected = {
+        "malformed JSON": (422, "invalid request"),
+        "missing query": (422, "query: Field required"),
+        "oversized query": (413, f"the limit is {limits.max_query_chars}"),
+        "k over the limit": (422, "k must be between 1 and"),
+        "unknown author": (404, "unknown author 'nobody'"),
+        "no API key": (401, "API key"),
+    }
+    for name, response in cases.items():
+        status, message = expected[name]
+        assert response.status_code == status, (name, response.text)
+        assert message in response.json()["error"]["message"], (name, response.text)
+
+    with pytest.raises(openai.AuthenticationError):
+        openai_client(url, key="wrong").models.list()
+    with pytest.raises(openai.UnprocessableEntityError, match="max_tokens must be at most"):
+        openai_client(url).chat.completions.create(
+            model=params.serving.model_name,
+            messages=[{"role": "user", "content": "bilge"}],
+            max_tokens=params.serving.generation.max_tokens_limit + 1,
+        )
+    with pytest.raises(openai.NotFoundError):
+        openai_client(url).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "bilge"}])
+
+
+def test_openapi_schema_and_health_are_published(url):
+    schema = httpx.get(f"{url}/openapi.json").json()
+    assert {"/v1/chat/completions", "/v1/models", "/rag", "/health"} <= set(schema["paths"])
+    health = httpx.get(f"{url}/health", timeout=30).json()
+    assert health["status"] == "ok" and health["weaviate"] == "ok" and health["model_version"]
+
+
+def test_query_command_prints_the_answer_and_its_sources(url, monkeypatch):
+    from typer.testing import CliRunner
+
+    from twin_ops.cli import app as cli
+
+    monkeypatch.setenv("TWIN_OPS_API_KEY", API_KEY)
+    monkeypatch.setenv("COLUMNS", "240")  # rich tables: keep titles on one line
+    title, line = signature(wren_posts()[3])
+    result = CliRunner().invoke(cli, ["query", line, "--author", WREN, "--url", url, "--max-tokens", "4"])
+    assert result.exit_code == 0, result.output
+    assert title in result.output and "model wren-halvorsen-twin:v1" in result.output
+    monkeypatch.setenv("TWIN_OPS_API_KEY", "wrong")
+    denied = CliRunner().invoke(cli, ["query", line, "--url", url])
+    assert denied.exit_code == 1 and "401" in denied.output
+
+
+# --- load ---------------------------------------------------------------------------------------
+
+
+async def _rag(http: httpx.AsyncClient, url: str, query: str) -> httpx.Response | Exception:
+    try:
+        return await http.post(f"{url}/rag", json={"query": query, "max_tokens": 4}, headers=auth())
+    except httpx.HTTPError as exc:
+        return exc
+
+
+def _queries(n: int) -> list[str]:
+    lines = [signature(post)[1] for post in wren_posts()]
+    return [lines[i % len(lines)] for i in range(n)]
+
+
+def test_32_concurrent_requests_all_succeed(url):
+    async def burst():
+        async with httpx.AsyncClient(timeout=180) as http:
+            return await asyncio.gather(*(_rag(http, url, query) for query in _queries(32)))
+
+    responses = asyncio.run(burst())
+    failures = [r for r in responses if isinstance(r, Exception) or r.status_code != 200]
+    assert not failures, failures[:3]
+    assert all(r.json()["sources"] for r in responses)
+
+
+async def _load(url: str, stop: asyncio.Event, workers: int) -> list[httpx.Response | Exception]:
+    """``workers`` clients sending requests back to back until ``stop`` is set."""
+    results: list[httpx.Response | Exception] = []
+    queries = _queries(1000)
+
+    async def worker(offset: int) -> None:
+        async with httpx.AsyncClient(timeout=240) as http:
+            n = offset
+            while not stop.is_set():
+                results.append(await _rag(http, url, queries[n % len(queries)]))
+                n += workers
+
+    await asyncio.gather(*(worker(i) for i in range(workers)))
+    return results
+
+
+def _failed(results) -> list:
+    return [r if isinstance(r, Exception) else (r.status_code, r.text[:200]) for r in results if _bad(r)]
+
+
+def _bad(result) -> bool:
+    return isinstance(result, Exception) or result.status_code != 200
+
+
+def test_model_swap_under_load_drops_no_request(app, paths):
+    from twin_ops.serving import ops
+
+    url, params, models = app
+
+    async def scenario():
+        stop = asyncio.Event()
+        load = asyncio.create_task(_load(url, stop, workers=4))
+        await asyncio.sleep(3)
+        swap = await asyncio.to_thread(
+            ops.swap_model,
+            params,
+            paths,
+            2,
+            url=url,
+            api_key=API_KEY,
+            models_dir=models,
+            log=lambda line: None,
+        )
+        await asyncio.sleep(3)
+        stop.set()
+        return swap, await load
+
+    swap, results = asyncio.run(scenario())
+    assert swap.model_version == f"{params.serving.model_name}:v2"
+    assert not _failed(results), _failed(results)[:3]
+    served = Counter(r.json()["model_version"] for r in results)
+    assert set(served) == {f"{params.serving.model_name}:v1", f"{params.serving.model_name}:v2"}, served
+    assert httpx.get(f"{url}/health", timeout=30).json()["model_version"] == swap.model_version
+
+
+def test_a_swap_to_a_broken_version_is_undone_and_serving_goes_on(app, paths):
+    from twin_ops.registry.store import Registry
+    from twin_ops.serving import ops
+
+    url, params, models = app
+    broken = Registry(models).register(params.serving.model_name, "base", merged_path=models / "missing")
+
+    async def scenario():
+        stop = asyncio.Event()
+        load = asyncio.create_task(_load(url, stop, workers=2))
+        try:
+            with pytest.raises(ops.ServeFailed, match="neither its merged model nor its adapter"):
+                await asyncio.to_thread(
+                    ops.swap_model,
+                    params,
+                    paths,
+                    broken.version,
+                    url=url,
+                    api_key=API_KEY,
+                    models_dir=models,
+                    timeout_s=120,
+                    log=lambda line: None,
+                )
+        finally:
+            stop.set()
+        return await load
+
+    results = asyncio.run(scenario())
+    assert results and not _failed(results)
+    health = httpx.get(f"{url}/health", timeout=30).json()
+    assert health["model_version"] == f"{params.serving.model_name}:v2" and health["model_requested"] == "2"
+
+
+def test_killing_the_generator_replica_under_load_loses_under_one_percent(url):
+    import ray
+
+    def generator_replica() -> tuple[str, object]:
+        for actor in ray.util.list_named_actors(all_namespaces=True):
+            if "Generator" in actor["name"] and actor["name"].startswith("SERVE_REPLICA"):
+                return actor["name"], ray.get_actor(actor["name"], namespace=actor["namespace"])
+        raise AssertionError("no Generator replica running")
+
+    async def scenario():
+        stop = asyncio.Event()
+        load = asyncio.create_task(_load(url, stop, workers=8))
+        await asyncio.sleep(5)
+        name, replica = generator_replica()
+        ray.kill(replica, no_restart=True)  # Serve's controller notices and starts a new replica
+        deadline = time.monotonic() + 300
+        replacement = None
+        while time.monotonic() < deadline:
+            await asyncio.sleep(2)
+            try:
+                replacement = (await asyncio.to_thread(generator_replica))[0]
+            except AssertionError:
+                continue
+            if replacement != name and httpx.get(f"{url}/health", timeout=30).status_code == 200:
+                break
+        await asyncio.sleep(5)  # and some more load on the new replica
+        stop.set()
+        return name, replacement, await load
+
+    killed, replacement, results = asyncio.run(scenario())
+    assert replacement and replacement != killed
+    failed = _failed(results)
+    assert len(results) >= 50
+    assert len(failed) / len(results) < 0.01, (len(failed), len(results), failed[:3])

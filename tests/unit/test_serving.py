@@ -1,0 +1,354 @@
+"""Serving without Ray or services: the API's contract over a fake backend, retrieval's pure parts,
+the batcher and the Serve config."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import pickle
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+
+from twin_ops.features.search import SearchHit
+from twin_ops.serving.api import create_api, sources_of
+from twin_ops.serving.batching import AdaptiveBatcher
+from twin_ops.serving.errors import InvalidRequest, RequestTooLarge, ServingError, Unavailable, as_serving_error
+from twin_ops.serving.generation import _until_stop, context_block
+from twin_ops.serving.records import (
+    Generation,
+    GenerationRequest,
+    Health,
+    ModelInfo,
+    Passage,
+    Retrieval,
+    StreamEnd,
+    StreamStart,
+)
+from twin_ops.serving.retrieval import KnownAuthor, detect_author, fuse
+
+KEY = "unit-key"
+AUTHORS = [KnownAuthor("wren-halvorsen", "Wren Halvorsen"), KnownAuthor("juno-marsh", "Juno Marsh")]
+
+
+def passage(n: int, url: str | None = None, score: float = 1.0) -> Passage:
+    url = url or f"http://127.0.0.1:8000/posts/{n}/"
+    return Passage(f"c{n}", "wren-halvorsen", f"Post {n}", url, f"text {n}", score)
+
+
+class FakeBackend:
+    """Answers instantly; ``fail`` makes a step raise, ``slow_s`` makes retrieval hang that long."""
+
+    def __init__(self, fail: ServingError | None = None, slow_s: float = 0.0) -> None:
+        self.fail, self.slow_s = fail, slow_s
+        self.requests: list[GenerationRequest] = []
+
+    async def retrieve(self, query: str, author: str | None, k: int | None) -> Retrieval:
+        if self.slow_s:
+            await asyncio.sleep(self.slow_s)
+        if self.fail:
+            raise self.fail
+        passages = (passage(1), passage(2), passage(3, url="http://127.0.0.1:8000/posts/1/", score=0.5))
+        return Retrieval(author or "wren-halvorsen", "request" if author else "default", (query,), passages[: k or 3])
+
+    async def generate(self, request: GenerationRequest) -> Generation:
+        self.requests.append(request)
+        return Generation("an answer", "stop", 10, 2, min(2, len(request.passages)), "twin:v1")
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator:
+        yield StreamStart(len(request.passages), "twin:v1", 10)
+        for piece in ("an", " answer"):
+            yield piece
+        if self.fail:
+            raise self.fail
+        yield StreamEnd("stop", 2)
+
+    async def health(self) -> Health:
+        model = ModelInfo("twin:v1", True, "cpu")
+        if self.fail:
+            return Health(False, model, self.fail.message, (self.fail.message,))
+        return Health(True, model, "ok")
+
+
+def client_for(params, backend=None, key: str | None = KEY) -> TestClient:
+    return TestClient(create_api(backend or FakeBackend(), params, key))
+
+
+def auth() -> dict[str, str]:
+    return {"Authorization": f"Bearer {KEY}"}
+
+
+def chat(params, **extra) -> dict:
+    return {"model": params.serving.model_name, "messages": [{"role": "user", "content": "bilge?"}], **extra}
+
+
+# --- the API ------------------------------------------------------------------------------------
+
+
+def test_rag_returns_answer_sources_of_the_used_passages_and_version(params):
+    response = client_for(params).post("/rag", json={"query": "bilge?", "k": 3}, headers=auth())
+    assert response.status_code == 200
+    body = response.json()
+    assert body["answer"] == "an answer" and body["model_version"] == "twin:v1"
+    # Two passages fitted the context; one source per article.
+    assert [s["title"] for s in body["sources"]] == ["Post 1", "Post 2"]
+
+
+def test_chat_completion_is_openai_shaped(params):
+    body = client_for(params).post("/v1/chat/completions", json=chat(params), headers=auth()).json()
+    assert body["object"] == "chat.completion"
+    assert body["choices"][0]["message"] == {"role": "assistant", "content": "an answer"}
+    assert body["usage"] == {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12}
+
+
+def test_chat_uses_the_last_user_message_and_keeps_the_history(params):
+    backend = FakeBackend()
+    messages = [
+        {"role": "user", "content": "hello"},
+        {"role": "assistant", "content": "hi"},
+        {"role": "user", "content": [{"type": "text", "text": "what about "}, {"type": "text", "text": "tides?"}]},
+    ]
+    client_for(params, backend).post("/v1/chat/completions", json=chat(params, messages=messages), headers=auth())
+    assert backend.requests[0].messages == (("user", "hello"), ("assistant", "hi"), ("user", "what about tides?"))
+
+
+def test_streaming_sends_server_sent_events_ending_with_done(params):
+    response = client_for(params).post("/v1/chat/completions", json=chat(params, stream=True), headers=auth())
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = [line.removeprefix("data: ") for line in response.text.splitlines() if line]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(event) for event in events[:-1]]
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant" and chunks[0]["sources"]
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == "an answer"
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+
+
+def test_an_error_mid_stream_is_reported_in_the_stream(params):
+    backend = FakeBackend(fail=Unavailable("replica died"))
+    backend.retrieve = FakeBackend().retrieve  # retrieval works; generation breaks after two pieces
+    response = client_for(params, backend).post("/v1/chat/completions", json=chat(params, stream=True), headers=auth())
+    assert response.status_code == 200
+    assert '"message":"replica died"' in response.text and response.text.rstrip().endswith("[DONE]")
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ({"question": "x"}, 422, "query: Field required"),
+        ({"query": ""}, 422, "query: String should have at least 1 character"),
+        ({"query": "x", "k": 0}, 422, "k: Input should be greater than or equal to 1"),
+        ({"query": "x", "k": 10_000}, 422, "k must be between 1 and"),
+        ({"query": "x", "max_tokens": 100_000}, 422, "max_tokens must be at most"),
+        ({"query": "x" * 100_000}, 413, "the limit is"),
+    ],
+    ids=["missing", "empty", "k-zero", "k-too-big", "max-tokens", "oversized"],
+)
+def test_invalid_rag_requests_get_a_4xx_with_a_clear_message(params, body, status, message):
+    response = client_for(params).post("/rag", json=body, headers=auth())
+    assert response.status_code == status
+    assert message in response.json()["error"]["message"]
+
+
+def test_malformed_json_and_an_oversized_body_are_rejected(params):
+    client = client_for(params)
+    bad = client.post("/rag", content=b"{oops", headers={**auth(), "Content-Type": "application/json"})
+    assert bad.status_code == 422 and bad.json()["error"]["type"] == "invalid_request_error"
+    huge = b'{"query": "' + b"x" * (params.serving.limits.max_body_bytes + 1) + b'"}'
+    too_big = client.post("/rag", content=huge, headers={**auth(), "Content-Type": "application/json"})
+    assert too_big.status_code == 413
+
+
+def test_chat_limits_unknown_model_and_roles(params):
+    client = client_for(params)
+    many = [{"role": "user", "content": "x"}] * (params.serving.limits.max_messages + 1)
+    assert client.post("/v1/chat/completions", json=chat(params, messages=many), headers=auth()).status_code == 413
+    assert client.post("/v1/chat/completions", json=chat(params, model="gpt-4o"), headers=auth()).status_code == 404
+    last_assistant = chat(params, messages=[{"role": "assistant", "content": "x"}])
+    response = client.post("/v1/chat/completions", json=last_assistant, headers=auth())
+    assert response.status_code == 422 and "role 'user'" in response.json()["error"]["message"]
+    assert client.post("/v1/chat/completions", json=chat(params, n=2), headers=auth()).status_code == 422
+
+
+def test_api_key_is_required_when_configured_and_never_for_health(params):
+    client = client_for(params)
+    for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": KEY}):
+        response = client.get("/v1/models", headers=headers)
+        assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
+    assert client.get("/v1/models", headers=auth()).json()["data"][0]["id"] == params.serving.model_name
+    assert client.get("/health").status_code == 200
+    assert client_for(params, key=None).get("/v1/models").status_code == 200  # no key configured: open
+
+
+def test_unavailable_dependencies_are_503_with_the_reason(params):
+    down = Unavailable("weaviate is not reachable at http://127.0.0.1:1")
+    client = client_for(params, FakeBackend(fail=down))
+    response = client.post("/rag", json={"query": "bilge"}, headers=auth())
+    assert response.status_code == 503 and "not reachable" in response.json()["error"]["message"]
+    health = client.get("/health")
+    assert health.status_code == 503 and health.json()["reasons"] == [down.message]
+
+
+def test_a_hanging_dependency_times_out_with_504(params):
+    timeouts = params.serving.timeouts.model_copy(update={"retrieval_s": 0.2})
+    fast = params.model_copy(update={"serving": params.serving.model_copy(update={"timeouts": timeouts})})
+    started = time.monotonic()
+    response = client_for(fast, FakeBackend(slow_s=30)).post("/rag", json={"query": "bilge"}, headers=auth())
+    assert response.status_code == 504 and "retrieval took longer than 0.2s" in response.json()["error"]["message"]
+    assert time.monotonic() - started < 5
+
+
+def test_openapi_schema_lists_the_routes(params):
+    schema = client_for(params).get("/openapi.json").json()
+    assert {"/v1/chat/completions", "/v1/models", "/rag", "/health"} <= set(schema["paths"])
+
+
+def test_sources_keep_the_best_chunk_per_article():
+    second_chunk_of_1 = Passage("c3", "wren-halvorsen", "Post 1", "http://127.0.0.1:8000/posts/1/", "more", 0.9)
+    passages = (passage(1, score=0.4), passage(2), second_chunk_of_1)
+    assert [(s.title, s.score) for s in sources_of(passages, 3)] == [("Post 1", 0.9), ("Post 2", 1.0)]
+    assert sources_of(passages, 0) == []
+
+
+# --- retrieval, prompts, generation helpers -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "author"),
+    [
+        ("What does Juno Marsh think about compost?", "juno-marsh"),
+        ("juno marsh's chutney", "juno-marsh"),
+        ("posts by wren-halvorsen on retries", "wren-halvorsen"),
+        ("How do I reef a sail?", None),
+        ("Junomarsh compost", None),  # no whole-word mention, no guess
+    ],
+)
+def test_self_query_finds_a_named_author_only(query, author):
+    assert detect_author(query, AUTHORS) == author
+
+
+def hit(chunk: str, score: float) -> SearchHit:
+    return SearchHit(chunk, "d", "wren-halvorsen", f"T{chunk}", f"u{chunk}", "text", 0, score)
+
+
+def test_fusion_keeps_one_list_in_order_and_rewards_agreement():
+    single = fuse([[hit("a", 0.8), hit("b", 0.4)]])
+    assert [p.chunk_id for p in single] == ["a", "b"] and single[0].score == 1.0
+    fused = fuse([[hit("a", 0.9), hit("b", 0.8)], [hit("b", 0.5), hit("c", 0.4)]])
+    assert [p.chunk_id for p in fused] == ["b", "a", "c"]  # b is near the top of both lists
+
+
+class WordCounter:
+    def __call__(self, text: str) -> int:
+        return len(text.split())
+
+    def cut(self, text: str, tokens: int) -> str:
+        return " ".join(text.split()[:tokens])
+
+
+def test_context_keeps_ranked_passages_within_the_token_budget():
+    passages = [Passage(str(n), "a", f"T{n}", "u", " ".join(["word"] * 30), 1.0) for n in range(5)]
+    text, used = context_block(passages, WordCounter(), budget=90)  # 32 words each with its header
+    assert used == 3 and WordCounter()(text) <= 90  # two whole passages, the third cut to fit
+    assert text.startswith("[1] T0") and "[3] T2" in text and "[4]" not in text
+    assert context_block(passages, WordCounter(), budget=10) == ("", 0)  # no room for a useful scrap
+
+
+def test_generation_stops_at_eos_or_max_tokens():
+    assert _until_stop([5, 6, 2, 7], [2], 10) == ([5, 6], "stop")
+    assert _until_stop([5, 6, 7, 8], [2], 3) == ([5, 6, 7], "length")
+
+
+# --- the batcher --------------------------------------------------------------------------------
+
+
+def test_batches_grow_with_the_load_and_keep_each_callers_result():
+    def run(batch: list[int]) -> list[int]:
+        time.sleep(0.2)  # the model at work; meanwhile more requests arrive
+        return [item * 10 for item in batch]
+
+    async def scenario():
+        batcher = AdaptiveBatcher(run, max_size=8)
+        first = asyncio.create_task(batcher.submit(0))
+        await asyncio.sleep(0.05)
+        rest = [asyncio.create_task(batcher.submit(n)) for n in range(1, 11)]
+        return await first, await asyncio.gather(*rest), list(batcher.sizes)
+
+    first, rest, sizes = asyncio.run(scenario())
+    assert first == 0 and rest == [n * 10 for n in range(1, 11)]
+    assert sizes == [1, 8, 2]  # a lone request goes at once; the others share batches (max 8)
+
+
+def test_a_failed_batch_fails_its_callers_and_a_cancelled_caller_is_skipped():
+    seen: list[list[str]] = []
+
+    def run(batch: list[str]) -> list[str]:
+        seen.append(batch)
+        if "bad" in batch:
+            raise RuntimeError("model crashed")
+        time.sleep(0.1)
+        return batch
+
+    async def scenario():
+        batcher = AdaptiveBatcher(run, max_size=4)
+        with pytest.raises(RuntimeError, match="model crashed"):
+            await batcher.submit("bad")
+        busy = asyncio.create_task(batcher.submit("a"))
+        await asyncio.sleep(0.02)
+        gone = asyncio.create_task(batcher.submit("gone"))
+        kept = asyncio.create_task(batcher.submit("b"))
+        await asyncio.sleep(0)
+        gone.cancel()
+        return await busy, await kept
+
+    assert asyncio.run(scenario()) == ("a", "b")
+    assert seen == [["bad"], ["a"], ["b"]]
+
+
+# --- errors and the Serve config ---------------------------------------------------------------
+
+
+def test_serving_errors_survive_pickling_and_unwrapping():
+    error = pickle.loads(pickle.dumps(RequestTooLarge("query is too long")))
+    assert isinstance(error, RequestTooLarge) and error.status == 413 and error.message == "query is too long"
+
+    class Wrapped(Exception):  # the shape of ray.exceptions.RayTaskError: the original in .cause
+        cause = InvalidRequest("bad k")
+
+    assert isinstance(as_serving_error(Wrapped()), InvalidRequest)
+    assert as_serving_error(RuntimeError("boom")) is None
+
+
+def test_serve_config_is_valid_and_tests_get_one_replica_each(params, paths):
+    from ray.serve.schema import ServeDeploySchema
+
+    from twin_ops.serving.ops import serve_config
+
+    config = serve_config(params, paths, port=8123, app_args={"models_dir": "/tmp/m"}, single_replica=True, gpus=1)
+    schema = ServeDeploySchema.model_validate(config)
+    app = schema.applications[0]
+    assert app.import_path == "twin_ops.serving.app:build_app" and app.args == {"models_dir": "/tmp/m"}
+    assert schema.http_options.host == "127.0.0.1" and schema.http_options.port == 8123
+    deployments = {d.name: d for d in app.deployments}
+    assert set(deployments) == {"Ingress", "Retriever", "Embedder", "Generator"}
+    assert all(d.num_replicas == 1 and "autoscaling_config" not in d.model_fields_set for d in deployments.values())
+    assert deployments["Generator"].ray_actor_options.num_gpus == 1
+    as_written = yaml.safe_load((paths.root / params.serving.config_file).read_text())
+    ServeDeploySchema.model_validate(as_written)  # what `serve deploy` reads, unchanged
+    production = ServeDeploySchema.model_validate(serve_config(params, paths))
+    generator = next(d for d in production.applications[0].deployments if d.name == "Generator")
+    assert generator.autoscaling_config["max_replicas"] > 1
+
+
+def test_weaviate_down_is_unavailable_quickly(params):
+    from twin_ops.config import Settings
+    from twin_ops.serving.retrieval import Retriever
+
+    retriever = Retriever(params, AUTHORS, Settings(weaviate_url="http://127.0.0.1:1"))
+    started = time.monotonic()
+    assert "not reachable" in retriever.ping()
+    with pytest.raises(Unavailable, match="not reachable"):
+        retriever.search_all(["bilge"], [[0.0]], None, 3)
+    assert time.monotonic() - started < 10

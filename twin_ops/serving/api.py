@@ -1,0 +1,398 @@
+"""The HTTP API, over any Backend: the Ray Serve Ingress and the one-process baseline share it.
+
+    POST /v1/chat/completions   OpenAI-compatible (``stream: true`` = server-sent events); the last
+                                user message is the retrieval query; extra fields: author, k
+    GET  /v1/models             the served twin
+    POST /rag                   {query, author, k} → {answer, sources, model_version, author}
+    GET  /health                200 when the model is loaded and Weaviate answers, else 503 + reasons
+    GET  /openapi.json, /docs   the schema (FastAPI)
+
+Every error is an OpenAI-style body ``{"error": {"message", "type", "code"}}`` with a 4xx/5xx
+status, so the official client raises its usual exception classes with our message.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, Literal, Protocol
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from twin_ops.config import Params
+from twin_ops.serving.errors import (
+    InvalidRequest,
+    NotFound,
+    RequestTooLarge,
+    ServingError,
+    Unauthorized,
+    Unavailable,
+)
+from twin_ops.serving.records import (
+    Generation,
+    GenerationRequest,
+    Health,
+    Passage,
+    Retrieval,
+    Sampling,
+    StreamEnd,
+    StreamStart,
+)
+from twin_ops.serving.retrieval import with_timeout
+
+StreamEvent = StreamStart | str | StreamEnd
+
+
+class Backend(Protocol):
+    async def retrieve(self, query: str, author: str | None, k: int | None) -> Retrieval: ...
+
+    async def generate(self, request: GenerationRequest) -> Generation: ...
+
+    def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]: ...
+
+    async def health(self) -> Health: ...
+
+
+# --- request and response bodies ----------------------------------------------------------------
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore")  # OpenAI clients send fields we do not use
+
+
+class TextPart(_Body):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(_Body):
+    role: Literal["system", "user", "assistant"]
+    content: str | list[TextPart]
+
+    def text(self) -> str:
+        return self.content if isinstance(self.content, str) else "".join(part.text for part in self.content)
+
+
+class ChatRequest(_Body):
+    model: str
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    n: int = Field(default=1, ge=1, le=1, description="Only one choice is generated.")
+    stream: bool = False
+    author: str | None = Field(default=None, description="twin-ops extension: whose writing to retrieve from.")
+    k: int | None = Field(default=None, ge=1, description="twin-ops extension: passages retrieved.")
+
+
+class RagRequest(_Body):
+    query: str = Field(min_length=1)
+    author: str | None = None
+    k: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+
+
+class Source(BaseModel):
+    title: str
+    url: str
+    score: float
+
+
+class RagResponse(BaseModel):
+    answer: str
+    sources: list[Source]
+    model_version: str
+    author: str | None
+    finish_reason: str
+
+
+class ResponseMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class Choice(BaseModel):
+    index: int = 0
+    message: ResponseMessage
+    finish_reason: str
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: Usage
+    sources: list[Source]  # twin-ops extension (the OpenAI client keeps unknown fields)
+    model_version: str
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "twin-ops"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class HealthBody(BaseModel):
+    status: Literal["ok", "unavailable"]
+    model_version: str | None
+    model_requested: str | None  # the Generator's model_ref; differs from the version while a swap loads
+    model_error: str | None  # why the last model load failed (the previous model keeps serving)
+    weaviate: str
+    reasons: list[str]
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def sources_of(passages: tuple[Passage, ...], used: int) -> list[Source]:
+    """The passages that were in the prompt, one entry per article (its best-scoring chunk)."""
+    best: dict[str, Source] = {}
+    for passage in passages[:used]:
+        if passage.url not in best or passage.score > best[passage.url].score:
+            best[passage.url] = Source(title=passage.title, url=passage.url, score=round(passage.score, 4))
+    return list(best.values())
+
+
+def error_body(error: ServingError) -> dict[str, Any]:
+    return {"error": {"message": error.message, "type": error.kind, "code": error.status}}
+
+
+def error_response(error: ServingError) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, Unauthorized) else None
+    return JSONResponse(error_body(error), status_code=error.status, headers=headers)
+
+
+def _sse(payload: dict[str, Any]) -> str:
+    return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n"
+
+
+class Limits:
+    """Request checks that depend on params.yaml (the pydantic models hold the static ones)."""
+
+    def __init__(self, params: Params) -> None:
+        self.serving = params.serving
+
+    def query(self, text: str, what: str = "query") -> str:
+        limit = self.serving.limits.max_query_chars
+        if len(text) > limit:
+            raise RequestTooLarge(
+                f"{what} is {len(text)} characters; the limit is {limit} (serving.limits.max_query_chars)"
+            )
+        if not text.strip():
+            raise InvalidRequest(f"{what} is empty")
+        return text
+
+    def k(self, k: int | None) -> int | None:
+        limit = self.serving.retrieval.max_k
+        if k is not None and k > limit:
+            raise InvalidRequest(f"k must be between 1 and {limit}, got {k}")
+        return k
+
+    def sampling(self, max_tokens: int | None, temperature: float | None, top_p: float | None) -> Sampling:
+        generation = self.serving.generation
+        max_tokens = generation.default_max_tokens if max_tokens is None else max_tokens
+        if max_tokens > generation.max_tokens_limit:
+            raise InvalidRequest(
+                f"max_tokens must be at most {generation.max_tokens_limit}, got {max_tokens} "
+                "(serving.generation.max_tokens_limit)"
+            )
+        return Sampling(
+            max_tokens=max_tokens,
+            temperature=generation.default_temperature if temperature is None else temperature,
+            top_p=generation.default_top_p if top_p is None else top_p,
+        )
+
+    def messages(self, messages: list[ChatMessage]) -> tuple[tuple[str, str], ...]:
+        limits = self.serving.limits
+        if len(messages) > limits.max_messages:
+            raise RequestTooLarge(f"{len(messages)} messages; the limit is {limits.max_messages}")
+        for index, message in enumerate(messages):
+            if len(message.text()) > limits.max_message_chars:
+                raise RequestTooLarge(
+                    f"messages[{index}] is {len(message.text())} characters; the limit is {limits.max_message_chars}"
+                )
+        if messages[-1].role != "user":
+            raise InvalidRequest("the last message must have role 'user': it is the question")
+        return tuple((message.role, message.text()) for message in messages)
+
+
+# --- the app ------------------------------------------------------------------------------------
+
+
+def create_api(backend: Backend, params: Params, api_key: str | None = None) -> FastAPI:
+    serving = params.serving
+    timeouts = serving.timeouts
+    limits = Limits(params)
+    model_id = serving.model_name
+    app = FastAPI(
+        title="twin-ops",
+        version="1",
+        summary=f"The {serving.author} twin: retrieval-augmented answers in the author's voice.",
+    )
+
+    @app.exception_handler(ServingError)
+    async def serving_error(request: Request, exc: ServingError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in item['loc'] if part != 'body') or 'body'}: {item['msg']}"
+            for item in exc.errors()
+        )
+        return error_response(InvalidRequest(f"invalid request: {problems}"))
+
+    @app.middleware("http")
+    async def body_limit(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > serving.limits.max_body_bytes:
+            return error_response(
+                RequestTooLarge(f"request body is {length} bytes; the limit is {serving.limits.max_body_bytes}")
+            )
+        return await call_next(request)
+
+    def authorize(request: Request) -> None:
+        if not api_key:
+            return
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), api_key.encode()):
+            raise Unauthorized("missing or wrong API key (send 'Authorization: Bearer <key>')")
+
+    authorized = [Depends(authorize)]
+
+    async def retrieve(query: str, author: str | None, k: int | None) -> Retrieval:
+        return await with_timeout(backend.retrieve(query, author, k), timeouts.retrieval_s, "retrieval")
+
+    @app.get("/health", response_model=HealthBody, responses={503: {"model": HealthBody}})
+    async def health() -> JSONResponse:
+        try:
+            state = await with_timeout(backend.health(), timeouts.health_s, "health check")
+        except ServingError as exc:
+            state = Health(ok=False, model=None, weaviate="unknown", reasons=(exc.message,))
+        body = HealthBody(
+            status="ok" if state.ok else "unavailable",
+            model_version=state.model.model_version if state.model and state.model.loaded else None,
+            model_requested=state.model.requested if state.model else None,
+            model_error=state.model.error if state.model else None,
+            weaviate=state.weaviate,
+            reasons=list(state.reasons),
+        )
+        return JSONResponse(body.model_dump(), status_code=200 if state.ok else 503)
+
+    @app.get("/v1/models", response_model=ModelList, dependencies=authorized)
+    async def models() -> ModelList:
+        return ModelList(data=[ModelCard(id=model_id)])
+
+    @app.post("/rag", response_model=RagResponse, dependencies=authorized)
+    async def rag(body: RagRequest) -> RagResponse:
+        query = limits.query(body.query)
+        sampling = limits.sampling(body.max_tokens, body.temperature, None)
+        found = await retrieve(query, body.author, limits.k(body.k))
+        request = GenerationRequest(messages=(("user", query),), passages=found.passages, sampling=sampling)
+        answer = await with_timeout(backend.generate(request), timeouts.generation_s, "generation")
+        return RagResponse(
+            answer=answer.text,
+            sources=sources_of(found.passages, answer.context_used),
+            model_version=answer.model_version,
+            author=found.author,
+            finish_reason=answer.finish_reason,
+        )
+
+    @app.post("/v1/chat/completions", response_model=ChatCompletion, dependencies=authorized)
+    async def chat(body: ChatRequest):
+        if body.model != model_id:
+            raise NotFound(f"model {body.model!r} not found; this server serves {model_id!r}")
+        messages = limits.messages(body.messages)
+        question = limits.query(messages[-1][1], "the last user message")
+        sampling = limits.sampling(body.max_completion_tokens or body.max_tokens, body.temperature, body.top_p)
+        found = await retrieve(question, body.author, limits.k(body.k))
+        request = GenerationRequest(messages=messages, passages=found.passages, sampling=sampling)
+        completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+        created = int(time.time())
+        if body.stream:
+            return await _stream(backend, request, found, completion_id, created, model_id, timeouts.generation_s)
+        answer = await with_timeout(backend.generate(request), timeouts.generation_s, "generation")
+        return ChatCompletion(
+            id=completion_id,
+            created=created,
+            model=model_id,
+            choices=[Choice(message=ResponseMessage(content=answer.text), finish_reason=answer.finish_reason)],
+            usage=Usage(
+                prompt_tokens=answer.prompt_tokens,
+                completion_tokens=answer.completion_tokens,
+                total_tokens=answer.prompt_tokens + answer.completion_tokens,
+            ),
+            sources=sources_of(found.passages, answer.context_used),
+            model_version=answer.model_version,
+        )
+
+    return app
+
+
+async def _stream(
+    backend: Backend,
+    request: GenerationRequest,
+    found: Retrieval,
+    completion_id: str,
+    created: int,
+    model_id: str,
+    timeout: float,
+) -> StreamingResponse:
+    """Server-sent events in OpenAI's chunk format, ending with ``data: [DONE]``.
+
+    The first event (the prompt is built, the model has started) is awaited before the response
+    begins, so a bad request or an unavailable model still gets a proper 4xx/503 status; an error
+    after that can only be reported inside the stream.
+    """
+    events = aiter(backend.stream(request))
+    start = await with_timeout(anext(events), timeout, "generation start")
+    if not isinstance(start, StreamStart):  # a backend bug, reported as such rather than half a stream
+        raise Unavailable(f"the generator's stream began with {type(start).__name__}, not StreamStart")
+
+    def chunk(delta: dict[str, Any], finish_reason: str | None = None, **extra: Any) -> str:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
+        base = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model_id}
+        return _sse({**base, "choices": [choice], **extra})
+
+    async def body() -> AsyncIterator[str]:
+        sources = [source.model_dump() for source in sources_of(found.passages, start.context_used)]
+        yield chunk({"role": "assistant", "content": ""}, sources=sources, model_version=start.model_version)
+        try:
+            while True:
+                try:
+                    event = await with_timeout(anext(events), timeout, "generation")
+                except StopAsyncIteration:
+                    break
+                if isinstance(event, StreamEnd):
+                    yield chunk({}, event.finish_reason)
+                elif event:
+                    yield chunk({"content": event})
+        except ServingError as exc:
+            yield _sse(error_body(exc))
+        finally:
+            await events.aclose()
+        yield "data: [DONE]\n\n"
+
+    return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

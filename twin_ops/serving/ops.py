@@ -1,0 +1,311 @@
+"""Running the app and swapping its model.
+
+* ``start_local`` — a small local Ray (loopback only, no dashboard, small object store) running
+  include/serve/twin.yaml, as ``serve run twin.yaml`` would; or, with RAY_ADDRESS set, the same
+  config deployed to that cluster.
+* ``swap_model`` — what promotion calls: point the Generator's user_config at a registry version
+  (replicas reconfigure in place; requests keep flowing), wait until every replica serves it,
+  check /health and a smoke query, and restore the previous user_config if anything fails.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from twin_ops.config import ConfigError, Params, Paths, Settings
+from twin_ops.serving.client import ApiError, TwinClient
+
+Log = Callable[[str], None]
+GENERATOR = "Generator"
+
+
+class ServeFailed(RuntimeError):
+    """The app did not come up, or a swap failed its checks; the message says why."""
+
+
+def serve_url(params: Params, port: int | None = None) -> str:
+    return f"http://{params.serving.host}:{port or params.serving.port}"
+
+
+def serve_config(
+    params: Params,
+    paths: Paths,
+    *,
+    port: int | None = None,
+    app_args: dict[str, Any] | None = None,
+    single_replica: bool = False,
+    gpus: float = 0,
+) -> dict[str, Any]:
+    """twin.yaml with this run's HTTP address, builder args and (tests) one replica of each."""
+    file = paths.root / params.serving.config_file
+    config = yaml.safe_load(file.read_text())
+    apps = [app for app in config.get("applications", []) if app.get("name") == params.serving.app_name]
+    if not apps:
+        raise ConfigError(f"{file}: no application named {params.serving.app_name!r} (serving.app_name)")
+    app = apps[0]
+    app["args"] = {**(app.get("args") or {}), **(app_args or {})}
+    for deployment in app.get("deployments", []):
+        if single_replica:  # tests and benchmarks on a shared 2-core machine: no autoscaling
+            deployment.pop("autoscaling_config", None)
+            deployment["num_replicas"] = 1
+        if gpus and deployment["name"] == GENERATOR:
+            deployment.setdefault("ray_actor_options", {})["num_gpus"] = gpus
+    config["http_options"] = {
+        "host": params.serving.host,
+        "port": port or params.serving.port,
+        "request_timeout_s": params.serving.timeouts.request_s,
+    }
+    return config
+
+
+def start_ray(params: Params, paths: Paths, settings: Settings | None = None) -> None:
+    """Connect to RAY_ADDRESS, or start a small local Ray bound to 127.0.0.1."""
+    import ray
+
+    settings = settings or Settings()
+    if ray.is_initialized():
+        return
+    # Replica processes inherit this environment (project root, offline flags, API key).
+    os.environ["TWIN_OPS_HOME"] = str(paths.root)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    if settings.ray_address:
+        ray.init(address=settings.ray_address, log_to_driver=False)
+        return
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a loopback-only, single-user cluster
+    # Ray starts workers at nice 15 to keep its own daemons responsive on a busy node; here the
+    # workers ARE the service (replicas), and at nice 15 any other busy process starves them.
+    os.environ.setdefault("RAY_worker_niceness", "0")
+    ray.init(
+        num_cpus=params.serving.ray.num_cpus,
+        object_store_memory=params.serving.ray.object_store_mb * 1024 * 1024,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        log_to_driver=False,
+    )
+
+
+def deploy(config: dict[str, Any]) -> None:
+    """Apply a Serve config declaratively (what `serve deploy` does through the dashboard):
+    a change confined to user_config reconfigures replicas in place instead of replacing them."""
+    from ray.serve._private.api import serve_start
+    from ray.serve.schema import ServeDeploySchema
+
+    schema = ServeDeploySchema.model_validate(config)
+    client = serve_start(http_options=schema.http_options.model_dump())
+    client.deploy_apps(schema)
+
+
+def wait_running(app_name: str, timeout_s: float, log: Log = print) -> None:
+    from ray import serve
+
+    deadline = time.monotonic() + timeout_s
+    last = ""
+    while time.monotonic() < deadline:
+        status = serve.status().applications.get(app_name)
+        state = str(status.status) if status else "NOT_STARTED"
+        if state.endswith("RUNNING"):
+            return
+        if state.endswith("DEPLOY_FAILED") or state.endswith("UNHEALTHY"):
+            raise ServeFailed(f"app {app_name!r} is {state}: {status.message}")
+        if state != last:
+            log(f"serve: {app_name} {state.rsplit('.', 1)[-1].lower()}")
+            last = state
+        time.sleep(1)
+    raise ServeFailed(f"app {app_name!r} was not RUNNING within {timeout_s:g}s")
+
+
+def start_local(
+    params: Params,
+    paths: Paths,
+    *,
+    port: int | None = None,
+    app_args: dict[str, Any] | None = None,
+    single_replica: bool = False,
+    log: Log = print,
+) -> str:
+    """Run the app (twin.yaml) and return its URL once it answers /health."""
+    import ray
+
+    start_ray(params, paths)
+    gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 and params.serving.device != "cpu" else 0
+    config = serve_config(params, paths, port=port, app_args=app_args, single_replica=single_replica, gpus=gpus)
+    deploy(config)
+    wait_running(params.serving.app_name, params.serving.timeouts.startup_s, log)
+    url = serve_url(params, port)
+    log(f"serve: {params.serving.app_name} running at {url} (OpenAPI: {url}/docs)")
+    return url
+
+
+def stop_local() -> None:
+    import ray
+    from ray import serve
+
+    if ray.is_initialized():
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()
+
+
+# --- model swaps --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SwapResult:
+    model_version: str
+    previous_user_config: dict[str, Any] | None
+    seconds: float
+    smoke_answer: str
+    smoke_sources: int
+
+    def line(self) -> str:
+        return (
+            f"serve: now serving {self.model_version} ({self.seconds:.1f}s); smoke query answered with "
+            f"{self.smoke_sources} sources"
+        )
+
+
+def deployed_config() -> dict[str, Any]:
+    """The config the running Serve instance was last given (every declarative app)."""
+    from ray.serve.context import _get_global_client
+    from ray.serve.schema import ServeInstanceDetails
+
+    details = ServeInstanceDetails(**_get_global_client().get_serve_details())
+    apps = [app.deployed_app_config for app in details.applications.values() if app.deployed_app_config]
+    if not apps:
+        raise ServeFailed("no Serve application deployed from a config is running")
+    return {
+        "proxy_location": details.proxy_location.value if details.proxy_location else None,
+        "http_options": details.http_options.model_dump(exclude_unset=True) if details.http_options else {},
+        "applications": [app.model_dump(exclude_unset=True) for app in apps],
+    }
+
+
+def _generator_entry(config: dict[str, Any], app_name: str) -> dict[str, Any]:
+    app = next((a for a in config["applications"] if a["name"] == app_name), None)
+    if app is None:
+        raise ServeFailed(f"no running app named {app_name!r}")
+    deployments = app.setdefault("deployments", [])
+    entry = next((d for d in deployments if d["name"] == GENERATOR), None)
+    if entry is None:
+        entry = {"name": GENERATOR}
+        deployments.append(entry)
+    return entry
+
+
+def set_model_ref(app_name: str, user_config: dict[str, Any]) -> dict[str, Any] | None:
+    """Re-apply the running config with only the Generator's user_config changed; the old one."""
+    config = deployed_config()
+    entry = _generator_entry(config, app_name)
+    previous = entry.get("user_config")
+    entry["user_config"] = user_config
+    deploy({key: value for key, value in config.items() if value is not None})
+    return previous
+
+
+def _generator_settled(app_name: str) -> bool:
+    from ray import serve
+
+    app = serve.status().applications.get(app_name)
+    if app is None:
+        return False
+    deployment = app.deployments.get(GENERATOR)
+    return str(app.status).endswith("RUNNING") and deployment is not None and str(deployment.status).endswith("HEALTHY")
+
+
+def wait_for_model(
+    client: TwinClient, app_name: str, expected: str, ref: str | None, timeout_s: float, confirmations: int = 3
+) -> dict[str, Any]:
+    """Until the Generator deployment is HEALTHY and /health reports ``expected`` several times in
+    a row (with several replicas, one answer comes from one replica). A load error reported for
+    ``ref`` (the requested model_ref) ends the wait at once."""
+    deadline = time.monotonic() + timeout_s
+    streak, last = 0, "no answer yet"
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        try:
+            health = client.health()
+        except (ApiError, OSError) as exc:
+            streak, last = 0, str(exc)
+            continue
+        if health.get("model_error") and health.get("model_requested") == ref:
+            raise ServeFailed(f"the Generator could not load {expected}: {health['model_error']}")
+        if health.get("model_version") == expected and _generator_settled(app_name):
+            streak += 1
+            if streak >= confirmations:
+                return health
+        else:
+            streak, last = 0, f"serving {health.get('model_version')}"
+    raise ServeFailed(f"{expected} was not served within {timeout_s:g}s ({last})")
+
+
+def swap_model(
+    params: Params,
+    paths: Paths,
+    version: int,
+    *,
+    url: str | None = None,
+    api_key: str | None = None,
+    timeout_s: float | None = None,
+    models_dir: Path | None = None,
+    log: Log = print,
+) -> SwapResult:
+    """Serve registry version ``version`` of serving.model_name, then check it; on any failure
+    restore the previous model and raise ServeFailed (the caller rolls the registry back).
+
+    Needs a connection to the cluster running the app (start_ray connects to RAY_ADDRESS, or to
+    the local one started by `twin-ops serve`).
+    """
+    import ray
+
+    from twin_ops.registry.store import Registry
+
+    if not ray.is_initialized():
+        ray.init(address=Settings().ray_address or "auto", log_to_driver=False)
+    started = time.monotonic()
+    serving = params.serving
+    registry = Registry(models_dir or paths.models)
+    expected = f"{serving.model_name}:v{registry.get(serving.model_name, version).version}"
+    client = TwinClient(url or serve_url(params), api_key if api_key is not None else Settings().twin_ops_api_key)
+    timeout_s = timeout_s or serving.timeouts.startup_s
+    # What serves now, pinned to its version number: promotion has usually moved `production`
+    # already, so restoring a config that says "production" would point at the new model again.
+    served = client.health().get("model_version") or ""
+    prefix = f"{serving.model_name}:v"
+    previous = set_model_ref(serving.app_name, {"model_ref": str(version)})
+    restore = {"model_ref": served.removeprefix(prefix)} if served.startswith(prefix) else previous
+    log(f"serve: swapping {served or 'nothing'} -> {expected} (user_config update; replicas reconfigure in place)")
+    try:
+        wait_for_model(client, serving.app_name, expected, str(version), timeout_s)
+        answer = client.rag(serving.smoke_query, max_tokens=min(16, serving.generation.default_max_tokens))
+        if answer.get("model_version") != expected:
+            raise ServeFailed(f"smoke query answered by {answer.get('model_version')}, not {expected}")
+        if not answer.get("sources"):
+            raise ServeFailed("smoke query came back without sources")
+    except (ServeFailed, ApiError, OSError) as exc:
+        log(f"serve: swap to {expected} failed ({exc}); restoring {served or 'the previous config'}")
+        restore = restore or {"model_ref": serving.model_ref}
+        set_model_ref(serving.app_name, restore)
+        if served:
+            try:
+                wait_for_model(client, serving.app_name, served, str(restore.get("model_ref")), timeout_s)
+            except ServeFailed as again:
+                raise ServeFailed(f"swap to {expected} failed: {exc}; restoring {served} failed too: {again}") from exc
+        raise ServeFailed(f"swap to {expected} failed: {exc}; {served or 'the previous model'} serves again") from exc
+    result = SwapResult(
+        model_version=expected,
+        previous_user_config=previous,
+        seconds=time.monotonic() - started,
+        smoke_answer=answer["answer"],
+        smoke_sources=len(answer["sources"]),
+    )
+    log(result.line())
+    return result

@@ -1,0 +1,83 @@
+"""What travels between the serving components (and between Ray processes, pickled).
+
+Plain frozen dataclasses: cheap to pickle, no validation on the hot path (requests were validated
+at the edge, in api.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Passage:
+    """One retrieved chunk, in rank order."""
+
+    chunk_id: str
+    author_id: str
+    title: str
+    url: str
+    text: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    author: str | None  # the author the search was filtered to (None = all authors)
+    author_source: str  # "request", "query" (self-query found it) or "default"
+    queries: tuple[str, ...]  # the question plus its expansions
+    passages: tuple[Passage, ...]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    max_tokens: int
+    temperature: float  # 0 = greedy
+    top_p: float
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    messages: tuple[tuple[str, str], ...]  # (role, content); the last one is the user's question
+    passages: tuple[Passage, ...]
+    sampling: Sampling
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    finish_reason: str  # "stop" or "length"
+    prompt_tokens: int
+    completion_tokens: int
+    context_used: int  # how many of the passages fitted the context budget (the answer's sources)
+    model_version: str
+
+
+@dataclass(frozen=True)
+class StreamStart:
+    context_used: int
+    model_version: str
+    prompt_tokens: int
+
+
+@dataclass(frozen=True)
+class StreamEnd:
+    finish_reason: str
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    model_version: str  # "<registry name>:v<N>", "base:<name>" or "path:<folder>"
+    loaded: bool
+    device: str
+    error: str | None = None  # why the last load failed (the previous model keeps serving)
+    requested: str | None = None  # the model_ref of the current user_config
+
+
+@dataclass(frozen=True)
+class Health:
+    ok: bool
+    model: ModelInfo | None
+    weaviate: str  # "ok" or the reason it is not
+    reasons: tuple[str, ...] = field(default_factory=tuple)

@@ -1,0 +1,228 @@
+"""Retrieval for one question: self-query → expansion → hybrid search → fusion or rerank → top-k.
+
+The steps that need a model (embedding, expansion) are passed in as async callables, so the same
+code runs inside the Ray Retriever deployment (calling the Embedder and Generator deployments,
+which batch) and in one process (the benchmark's baseline, calling the models directly).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from twin_ops.config import Params, Settings
+from twin_ops.features.search import BadQuery, SearchHit, search
+from twin_ops.serving.errors import InvalidRequest, NotFound, Unavailable, UpstreamTimeout
+from twin_ops.serving.records import Passage, Retrieval
+
+log = logging.getLogger(__name__)
+
+EmbedFn = Callable[[list[str]], Awaitable[list[list[float]]]]
+ExpandFn = Callable[[str, int], Awaitable[list[str]]]
+
+
+@dataclass(frozen=True)
+class KnownAuthor:
+    id: str
+    name: str
+
+
+def known_authors(authors_dir: Path) -> list[KnownAuthor]:
+    """Ids and names from the author configs; the sources are not needed here, so not expanded."""
+    found = []
+    for file in sorted(authors_dir.glob("*.yaml")):
+        raw = yaml.safe_load(file.read_text()) or {}
+        if isinstance(raw, dict) and raw.get("id"):
+            found.append(KnownAuthor(id=str(raw["id"]), name=str(raw.get("name") or raw["id"])))
+    return found
+
+
+def detect_author(query: str, authors: Sequence[KnownAuthor]) -> str | None:
+    """Self-query: the author a question is about, when it names one (full name or id).
+
+    A rule, not a model: author names are a closed, known set, and a wrong filter would silently
+    hide the right passages, so only an exact (case-insensitive, whole-word) mention counts.
+    The longest mention wins ("Juno Marsh" over a hypothetical "Juno").
+    """
+    matches = []
+    for author in authors:
+        for label in {author.name, author.id}:
+            if re.search(rf"(?<!\w){re.escape(label)}(?!\w)", query, flags=re.IGNORECASE):
+                matches.append((len(label), author.id))
+    return max(matches)[1] if matches else None
+
+
+def fuse(hit_lists: Sequence[Sequence[SearchHit]]) -> list[Passage]:
+    """Relative score fusion across the queries: each list's scores scaled to [0, 1], then summed.
+
+    Weaviate's hybrid score is already a fusion of BM25 and vector scores within one query; summing
+    across the question and its rephrasings rewards chunks that several phrasings agree on. With a
+    single query this is the hybrid order unchanged.
+    """
+    best: dict[str, SearchHit] = {}
+    totals: dict[str, float] = {}
+    for hits in hit_lists:
+        top = max((hit.score for hit in hits), default=0.0)
+        for hit in hits:
+            scaled = hit.score / top if top > 0 else 0.0
+            totals[hit.chunk_id] = totals.get(hit.chunk_id, 0.0) + scaled
+            best.setdefault(hit.chunk_id, hit)
+    ranked = sorted(totals, key=lambda chunk_id: (-totals[chunk_id], chunk_id))
+    return [_passage(best[chunk_id], totals[chunk_id] / len(hit_lists)) for chunk_id in ranked]
+
+
+def _passage(hit: SearchHit, score: float) -> Passage:
+    return Passage(
+        chunk_id=hit.chunk_id, author_id=hit.author_id, title=hit.title, url=hit.url, text=hit.text, score=score
+    )
+
+
+class _GivenVectors:
+    """An `embedder` for features.search.search whose vectors were computed elsewhere (batched)."""
+
+    def __init__(self, vectors: dict[str, list[float]]) -> None:
+        self.vectors = vectors
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return np.asarray([self.vectors[text] for text in texts], dtype=np.float32)
+
+
+def connect_weaviate(params: Params, settings: Settings | None = None):
+    """A client for the configured server, never a new embedded one.
+
+    services.weaviate.connect() starts an embedded server when none runs; a serving replica must
+    instead report the server as unavailable (503) and keep trying on later requests.
+    """
+    from twin_ops.services import weaviate as weaviate_service
+
+    settings = settings or Settings()
+    url = settings.weaviate_url or f"http://127.0.0.1:{params.weaviate.http_port}"
+    if not weaviate_service.is_ready(url, timeout=params.serving.timeouts.health_s):
+        raise Unavailable(f"weaviate is not reachable at {url} (start it with `twin-ops services up`)")
+    try:
+        return weaviate_service.connect(params, settings)
+    except Exception as exc:  # the client's own errors vary by transport (HTTP, gRPC)
+        raise Unavailable(f"weaviate at {url}: cannot connect: {exc}") from exc
+
+
+class Retriever:
+    """Holds the Weaviate client and the optional cross-encoder; reconnects after a failure."""
+
+    def __init__(self, params: Params, authors: Sequence[KnownAuthor], settings: Settings | None = None) -> None:
+        self.params = params
+        self.settings = settings or Settings()
+        self.authors = list(authors)
+        self._client = None
+        self.reranker = None
+        if params.serving.retrieval.reranker:
+            from sentence_transformers import CrossEncoder
+
+            from twin_ops.features.embed import pick_device, resolve_model
+
+            name = params.serving.retrieval.reranker
+            self.reranker = CrossEncoder(resolve_model(name), device=pick_device(params.serving.device))
+
+    # --- Weaviate -------------------------------------------------------------------------------
+
+    def client(self):
+        if self._client is None:
+            self._client = connect_weaviate(self.params, self.settings)
+        return self._client
+
+    def drop_client(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception:  # already broken: closing is best effort
+                log.debug("closing a broken weaviate client failed", exc_info=True)
+
+    def ping(self) -> str:
+        """ "ok", or why Weaviate cannot serve queries."""
+        try:
+            ready = self.client().is_ready()
+        except Unavailable as exc:
+            return exc.message
+        except Exception as exc:
+            self.drop_client()
+            return f"weaviate: {exc}"
+        return "ok" if ready else "weaviate: not ready"
+
+    def search_all(self, queries: Sequence[str], vectors: Sequence[list[float]], author: str | None, limit: int):
+        """Hybrid search for each query (blocking: run it in a thread)."""
+        embedder = _GivenVectors(dict(zip(queries, vectors, strict=True)))
+        features = self.params.features
+        alpha = self.params.serving.retrieval.alpha
+        try:
+            client = self.client()
+            return [search(client, embedder, features, query, author, limit, alpha) for query in queries]
+        except BadQuery as exc:
+            raise InvalidRequest(str(exc)) from exc
+        except Unavailable:
+            raise
+        except Exception as exc:  # connection, gRPC or a missing index: all mean "cannot answer now"
+            self.drop_client()
+            raise Unavailable(f"weaviate search failed: {type(exc).__name__}: {exc}") from exc
+
+    def rerank(self, query: str, passages: list[Passage]) -> list[Passage]:
+        """Cross-encoder scores replace the fused ones (blocking: run it in a thread)."""
+        if self.reranker is None or not passages:
+            return passages
+        scores = self.reranker.predict([(query, passage.text) for passage in passages])
+        rescored = [
+            Passage(p.chunk_id, p.author_id, p.title, p.url, p.text, float(score))
+            for p, score in zip(passages, scores, strict=True)
+        ]
+        return sorted(rescored, key=lambda passage: -passage.score)
+
+    # --- one question ---------------------------------------------------------------------------
+
+    def choose_author(self, query: str, author: str | None) -> tuple[str, str]:
+        known = {a.id for a in self.authors}
+        if author:
+            if known and author not in known:
+                raise NotFound(f"unknown author {author!r}; known authors: {', '.join(sorted(known))}")
+            return author, "request"
+        detected = detect_author(query, self.authors)
+        if detected:
+            return detected, "query"
+        return self.params.serving.author, "default"
+
+    async def retrieve(
+        self, query: str, author: str | None, k: int | None, embed: EmbedFn, expand: ExpandFn
+    ) -> Retrieval:
+        retrieval = self.params.serving.retrieval
+        k = retrieval.default_k if k is None else k
+        if not 1 <= k <= retrieval.max_k:
+            raise InvalidRequest(f"k must be between 1 and {retrieval.max_k}, got {k}")
+        if not query.strip():
+            raise InvalidRequest("query is empty")
+        chosen, source = self.choose_author(query, author)
+        queries = [query]
+        if retrieval.query_expansions:
+            extra = await expand(query, retrieval.query_expansions)
+            queries += [q for q in dict.fromkeys(extra) if q.strip() and q != query]
+        vectors = await embed(queries)
+        # Fetch more than k whenever something re-orders the hits (fusion of several lists, a reranker).
+        limit = k if len(queries) == 1 and self.reranker is None else max(k, retrieval.rerank_candidates)
+        limit = min(limit, self.params.features.search.max_k)
+        hit_lists = await asyncio.to_thread(self.search_all, queries, vectors, chosen, limit)
+        passages = fuse(hit_lists)
+        if self.reranker is not None:
+            passages = await asyncio.to_thread(self.rerank, query, passages)
+        return Retrieval(author=chosen, author_source=source, queries=tuple(queries), passages=tuple(passages[:k]))
+
+
+async def with_timeout(awaitable: Awaitable, seconds: float, what: str):
+    """Await with a deadline; past it a 504 that names the step (never a hang)."""
+    try:
+        return await asyncio.wait_for(awaitable, seconds)
+    except TimeoutError as exc:
+        raise UpstreamTimeout(f"{what} took longer than {seconds:g}s") from exc
