@@ -324,6 +324,36 @@ class ServingParams(_Section):
     ray: ServingRayParams
 
 
+class JudgeParams(_Section):
+    # LLM-as-judge through an OpenAI-compatible endpoint (JUDGE_BASE_URL / JUDGE_API_KEY in the env).
+    enabled: bool
+    model: str = Field(min_length=1)
+    temperature: float = Field(ge=0, le=2)
+    max_tokens: int = Field(ge=1)
+    timeout_s: float = Field(gt=0)
+    max_retries: int = Field(ge=0)
+
+
+class EvaluationParams(_Section):
+    model_name: str = Field(pattern=r"^[a-z0-9{][a-z0-9{}_-]*$")  # "{author}" is filled in
+    candidate_stage: str = Field(pattern=r"^(sft|dpo)$")
+    output_dir: Path
+    num_samples: int = Field(ge=1)
+    max_new_tokens: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    repetition_penalty: float = Field(ge=1)
+    primary_metric: str = Field(min_length=1)
+    margin: float = Field(ge=0)
+    guarded: dict[str, float] = Field(default_factory=dict)
+    stylometry_words: int = Field(ge=5)
+    ttr_window: int = Field(ge=5)
+    retrieval: bool
+    retrieval_k: int = Field(ge=1)
+    context_max_chars: int = Field(ge=100)
+    exclude_source_document: bool
+    judge: JudgeParams
+
+
 class Params(_Section):
     project: ProjectParams
     weaviate: WeaviateParams
@@ -335,6 +365,7 @@ class Params(_Section):
     training: TrainingParams
     airflow: AirflowParams
     serving: ServingParams
+    evaluation: EvaluationParams
 
 
 class Settings(BaseSettings):
