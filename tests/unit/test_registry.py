@@ -84,3 +84,32 @@ def test_concurrent_writers_leave_a_consistent_registry(tmp_path):
     assert len(moves) == 20
     assert all(later["from"] == earlier["to"] for earlier, later in itertools.pairwise(moves))
     assert [p.name for p in tmp_path.iterdir() if p.suffix == ".tmp"] == []
+
+
+def test_registering_the_same_artifacts_twice_adds_no_version(tmp_path):
+    registry = Registry(tmp_path)
+    first = registry.register(NAME, "base", fingerprint="abc", lineage={"stage": "sft"})
+    registry.promote(NAME)
+    second = registry.register(NAME, "base", fingerprint="def")
+    again = registry.register(NAME, "base", fingerprint="abc")  # a retried task
+    assert again == first and first.lineage == {"stage": "sft", "fingerprint": "abc"}
+    assert [v.version for v in registry.entry(NAME).versions] == [1, 2]
+    assert registry.get(NAME, "candidate") == first and second.version == 2
+
+
+def test_promotion_against_a_stale_production_changes_nothing(tmp_path):
+    registry = Registry(tmp_path)
+    registry.register(NAME, "base")
+    with pytest.raises(RegistryError, match="production is no version, expected v1"):
+        registry.promote(NAME, 1, expected_production=1)
+    registry.promote(NAME, 1, expected_production=None)
+    registry.register(NAME, "base")
+    registry.register(NAME, "base")
+    before = registry.file.read_text()
+    with pytest.raises(RegistryError, match="production is v1, expected v2"):
+        registry.promote(NAME, 3, expected_production=2)
+    assert registry.file.read_text() == before
+    registry.promote(NAME, 3, expected_production=1)
+    with pytest.raises(RegistryError, match="production is v3, expected v2"):
+        registry.rollback(NAME, expected_production=2)
+    assert registry.rollback(NAME, expected_production=3).version == 1

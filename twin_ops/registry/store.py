@@ -23,6 +23,8 @@ from twin_ops.domain import ModelVersion
 
 CANDIDATE, PRODUCTION, PREVIOUS = "candidate", "production", "previous"
 ALIASES = (CANDIDATE, PRODUCTION, PREVIOUS)
+FINGERPRINT = "fingerprint"  # lineage key: hash of a version's artifacts
+UNCHECKED = -1  # expected_production's default: move whatever production is now
 
 
 class RegistryError(LookupError):
@@ -107,10 +109,21 @@ class Registry:
         merged_path: Path | None = None,
         metrics: dict[str, float] | None = None,
         lineage: dict[str, Any] | None = None,
+        fingerprint: str | None = None,
     ) -> ModelVersion:
-        """Add the next version and point ``candidate`` at it."""
+        """Add the next version and point ``candidate`` at it.
+
+        With a ``fingerprint`` (a hash of the artifacts), registering the same artifacts again adds
+        nothing: the existing version becomes the candidate, so a retried task never duplicates.
+        """
+        lineage = {**(lineage or {}), **({FINGERPRINT: fingerprint} if fingerprint else {})}
 
         def add(entry: ModelEntry) -> ModelVersion:
+            same = [v for v in entry.versions if fingerprint and v.lineage.get(FINGERPRINT) == fingerprint]
+            if same:
+                if entry.aliases.get(CANDIDATE) != same[-1].version:
+                    _move(entry, CANDIDATE, same[-1].version, "registered again (same artifacts)")
+                return same[-1]
             version = ModelVersion(
                 name=name,
                 version=max((v.version for v in entry.versions), default=0) + 1,
@@ -119,7 +132,7 @@ class Registry:
                 merged_path=merged_path,
                 created_at=datetime.now(UTC),
                 metrics=metrics or {},
-                lineage=lineage or {},
+                lineage=lineage,
             )
             entry.versions.append(version)
             _move(entry, CANDIDATE, version.version, "registered")
@@ -127,12 +140,25 @@ class Registry:
 
         return self._change(name, add, create=True)
 
-    def promote(self, name: str, ref: str | int = CANDIDATE, reason: str = "promoted") -> ModelVersion:
-        """``production`` → the given version; the old production becomes ``previous``."""
+    def promote(
+        self,
+        name: str,
+        ref: str | int = CANDIDATE,
+        reason: str = "promoted",
+        *,
+        expected_production: int | None = UNCHECKED,
+    ) -> ModelVersion:
+        """``production`` → the given version; the old production becomes ``previous``.
+
+        ``expected_production`` (a version, or None for "no production yet") makes the move a
+        compare-and-swap: when another promotion moved production since the caller looked (the gate
+        compared against that version), nothing changes and RegistryError says so.
+        """
 
         def move(entry: ModelEntry) -> ModelVersion:
             target = _resolve(entry, name, ref)
             current = entry.aliases.get(PRODUCTION)
+            _expect(name, current, expected_production)
             if current == target.version:
                 return target  # already in production: promoting twice changes nothing
             if current is not None:
@@ -142,13 +168,20 @@ class Registry:
 
         return self._change(name, move)
 
-    def rollback(self, name: str, reason: str = "rolled back") -> ModelVersion:
-        """``production`` ← ``previous`` (and the rolled-back version becomes ``previous``)."""
+    def rollback(
+        self, name: str, reason: str = "rolled back", *, expected_production: int | None = UNCHECKED
+    ) -> ModelVersion:
+        """``production`` ← ``previous`` (and the rolled-back version becomes ``previous``).
+
+        ``expected_production``: roll back only while production is still that version (an automatic
+        rollback must not undo a promotion that landed in between).
+        """
 
         def move(entry: ModelEntry) -> ModelVersion:
             if PREVIOUS not in entry.aliases:
                 raise RegistryError(f"{name}: no previous version to roll back to")
             back, current = entry.aliases[PREVIOUS], entry.aliases.get(PRODUCTION)
+            _expect(name, current, expected_production)
             _move(entry, PRODUCTION, back, reason)
             if current is not None:
                 _move(entry, PREVIOUS, current, reason)
@@ -175,6 +208,13 @@ def _resolve(entry: ModelEntry, name: str, ref: str | int) -> ModelVersion:
         if version.version == int(ref):
             return version
     raise RegistryError(f"{name}: no version {ref}")
+
+
+def _expect(name: str, current: int | None, expected: int | None) -> None:
+    if expected != UNCHECKED and current != expected:
+        seen = f"v{current}" if current is not None else "no version"
+        wanted = f"v{expected}" if expected is not None else "no version"
+        raise RegistryError(f"{name}: production is {seen}, expected {wanted} (another promotion moved it)")
 
 
 def _move(entry: ModelEntry, alias: str, version: int, reason: str) -> None:
