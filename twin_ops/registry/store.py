@@ -189,6 +189,37 @@ class Registry:
 
         return self._change(name, move)
 
+    def restore(
+        self,
+        name: str,
+        aliases: dict[str, int | None],
+        reason: str,
+        *,
+        expected_production: int | None = UNCHECKED,
+    ) -> None:
+        """Set aliases back to recorded versions (None = unset): undoes a promotion exactly, including
+        the first one (production unset again) and ``previous`` as it was before."""
+
+        def move(entry: ModelEntry) -> None:
+            _expect(name, entry.aliases.get(PRODUCTION), expected_production)
+            for alias, version in aliases.items():
+                if entry.aliases.get(alias) == version:
+                    continue
+                if version is None:
+                    entry.history.append(
+                        {
+                            "alias": alias,
+                            "from": entry.aliases.pop(alias),
+                            "to": None,
+                            "reason": reason,
+                            "at": datetime.now(UTC).isoformat(),
+                        }
+                    )
+                else:
+                    _move(entry, alias, _resolve(entry, name, version).version, reason)
+
+        self._change(name, move)
+
     def update_metrics(self, name: str, version: int, metrics: dict[str, float]) -> ModelVersion:
         def update(entry: ModelEntry) -> ModelVersion:
             found = _resolve(entry, name, version)

@@ -1,0 +1,205 @@
+"""evaluate(): the candidate, the production model (if any) and the base model on the same
+held-out samples; then the gate's decision and the report.
+
+One model is in memory at a time (load, score, generate, free), so a CPU box evaluating three
+SmolLM2-size models needs no more memory than serving one.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from twin_ops.config import Params, Paths, Settings
+from twin_ops.evaluation import grounding, lm, samples, stylometry
+from twin_ops.evaluation.candidate import model_name
+from twin_ops.evaluation.gate import GateDecision, decide
+from twin_ops.evaluation.metrics import check_params
+from twin_ops.registry.store import CANDIDATE, PRODUCTION, Registry
+
+Log = Callable[[str], None]
+REGISTRY_PREFIX = "heldout_"  # the candidate's evaluation metrics in the registry
+
+
+@dataclass
+class ModelScores:
+    role: str  # candidate | production | base
+    label: str
+    metrics: dict[str, float]
+    generations: list[str]
+
+
+@dataclass
+class EvaluationResult:
+    author_id: str
+    model_name: str
+    candidate_version: int
+    production_version: int | None
+    samples: list[samples.Sample]
+    models: list[ModelScores]
+    author_style: dict[str, float]  # the held-out answers' own stylometry: what "the author" scores
+    notes: list[str]
+    decision: GateDecision
+    output_dir: Path
+    seconds: float = 0.0
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def scores(self, role: str) -> ModelScores | None:
+        return next((m for m in self.models if m.role == role), None)
+
+    def line(self) -> str:
+        primary = self.decision.reasons[0] if self.decision.reasons else ""
+        models = ", ".join(m.label for m in self.models)
+        return (
+            f"evaluate {self.author_id}: {len(self.samples)} held-out samples, {models}; "
+            f"{'PROMOTE' if self.decision.promote else 'REJECT'} ({primary}); {self.seconds:.0f}s -> {self.output_dir}"
+        )
+
+
+def output_dir(params: Params, paths: Paths, author_id: str) -> Path:
+    return paths.root / params.evaluation.output_dir / author_id
+
+
+def _contenders(params: Params, paths: Paths, registry: Registry, name: str, candidate: str | int, log: Log):
+    chosen = registry.get(name, candidate)
+    production = registry.alias(name, PRODUCTION)
+    contenders = [lm.from_version(CANDIDATE, chosen, paths.root, paths.cache, log)]
+    if production is not None and production.version != chosen.version:
+        contenders.append(lm.from_version(PRODUCTION, production, paths.root, paths.cache, log))
+    contenders.append(lm.base_contender(params.training.base_model, paths.cache, log))
+    return chosen, production, contenders
+
+
+def score_model(
+    contender: lm.Contender,
+    params: Params,
+    held_out: list[samples.Sample],
+    passages: dict[str, list[grounding.Passage]] | None,
+    device: str,
+    log: Log,
+) -> ModelScores:
+    """Loss on the author's answers, then generations for the same samples; the model is freed after."""
+    started = time.perf_counter()
+    tokenizer, model = lm.load(contender, device, log)
+    try:
+        metrics = lm.loss_metrics(
+            model, tokenizer, [(s.instruction, s.answer) for s in held_out], params.training.max_length
+        )
+        prompts = [grounding.grounded_prompt(params, s, passages.get(s.id) if passages else None) for s in held_out]
+        generations = lm.generate(
+            model,
+            tokenizer,
+            prompts,
+            max_new_tokens=params.evaluation.max_new_tokens,
+            batch_size=params.evaluation.batch_size,
+            repetition_penalty=params.evaluation.repetition_penalty,
+        )
+    finally:
+        del model
+        gc.collect()
+    log(
+        f"evaluate: {contender.label} loss {metrics['loss']:.3f}, {len(generations)} generations "
+        f"({time.perf_counter() - started:.0f}s)"
+    )
+    return ModelScores(contender.role, contender.label, metrics, generations)
+
+
+def similarity_metrics(embedder, generations: list[str], references: np.ndarray, centroid: np.ndarray) -> dict:
+    vectors = embedder.encode(generations)
+    return {
+        "style_similarity": float(np.mean(np.sum(vectors * references, axis=1))),
+        "author_similarity": float(np.mean(vectors @ centroid)),
+    }
+
+
+def evaluate(
+    author_id: str,
+    params: Params,
+    paths: Paths,
+    settings: Settings | None = None,
+    *,
+    registry: Registry | None = None,
+    candidate: str | int = CANDIDATE,
+    log: Log = print,
+) -> EvaluationResult:
+    """Score candidate, production (if any) and base on the same held-out samples; decide; write the report."""
+    from twin_ops.evaluation import judge as llm_judge
+    from twin_ops.evaluation import report
+    from twin_ops.features.embed import Embedder
+    from twin_ops.training.base_model import pick_device
+
+    started = time.perf_counter()
+    check_params(params.evaluation)
+    settings = settings or Settings()
+    registry = registry or Registry(paths.models)
+    name = model_name(params, author_id)
+    chosen, production, contenders = _contenders(params, paths, registry, name, candidate, log)
+    held_out = samples.held_out(paths, author_id, params.evaluation.num_samples)
+    reference_style = stylometry.style_reference(
+        samples.training_text(paths, author_id), params.evaluation.stylometry_words, params.evaluation.ttr_window
+    )
+    embedder = Embedder(params.features.embedding_model, params.features.device, params.features.embedding_batch_size)
+    passages, retrieval_note = grounding.retrieve(params, settings, author_id, held_out, embedder, log)
+    notes = [retrieval_note]
+    log(f"evaluate: {retrieval_note}")
+
+    device = pick_device(params.training.device)
+    models = [score_model(c, params, held_out, passages, device, log) for c in contenders]
+
+    answers = [s.answer for s in held_out]
+    references = embedder.encode(answers)
+    centroid = embedder.encode(samples.training_text(paths, author_id)).mean(axis=0)
+    centroid /= np.linalg.norm(centroid) or 1.0
+    sample_passages = [passages.get(s.id, []) for s in held_out] if passages else None
+    for scores in models:
+        scores.metrics.update(similarity_metrics(embedder, scores.generations, references, centroid))
+        scores.metrics.update(stylometry.style_metrics(reference_style, scores.generations))
+        scores.metrics.update(grounding.grounding_metrics(scores.generations, answers, sample_passages))
+    if params.evaluation.judge.enabled:
+        for scores in models:
+            scores.metrics.update(
+                llm_judge.judge(params.evaluation.judge, [s.instruction for s in held_out], answers, scores.generations)
+            )
+    else:
+        notes.append("LLM-as-judge off (evaluation.judge.enabled: false)")
+    author_style = stylometry.style_metrics(reference_style, answers)
+    author_style.update(similarity_metrics(embedder, answers, references, centroid))
+
+    mine = models[0]
+    against = next((m for m in models if m.role == PRODUCTION), None)
+    if production is not None and against is None:  # production IS this candidate: compare with itself
+        against = ModelScores(PRODUCTION, mine.label, dict(mine.metrics), mine.generations)
+    against = against or next(m for m in models if m.role == "base")
+    decision = decide(
+        mine.metrics,
+        against.metrics,
+        params.evaluation,
+        candidate_label=mine.label,
+        reference_role=against.role,
+        reference_label=against.label,
+    )
+    log(decision.line())
+    registry.update_metrics(
+        name, chosen.version, {f"{REGISTRY_PREFIX}{k}": v for k, v in mine.metrics.items() if np.isfinite(v)}
+    )
+    result = EvaluationResult(
+        author_id=author_id,
+        model_name=name,
+        candidate_version=chosen.version,
+        production_version=production.version if production else None,
+        samples=held_out,
+        models=models,
+        author_style=author_style,
+        notes=notes,
+        decision=decision,
+        output_dir=output_dir(params, paths, author_id),
+    )
+    result.seconds = time.perf_counter() - started
+    result.files = report.write_all(result, params)
+    log(result.line())
+    return result
