@@ -34,7 +34,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 airflow-db: install
-	eval "$$($(BIN)/twin-ops services airflow-env)"; $(BIN)/airflow db migrate >/dev/null
+	$(BIN)/twin-ops services airflow-init
 
 # Starts Weaviate and dockerd (only those not already running), runs everything, then stops
 # exactly what it started, also when a test fails.

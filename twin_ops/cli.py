@@ -158,6 +158,32 @@ def services_airflow_env() -> None:
         print(f"export {name}={shlex.quote(value)}")
 
 
+@services_app.command("airflow-init")
+def services_airflow_init() -> None:
+    """Migrate this project's Airflow database and create the training pool (idempotent)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from twin_ops.services.airflow_home import airflow_environment
+
+    params, paths, _ = _load()
+    env = {**os.environ, **airflow_environment(params, paths)}
+    airflow = str(Path(sys.executable).parent / "airflow")
+    pool = params.airflow
+    for command in (
+        [airflow, "db", "migrate"],
+        [airflow, "pools", "set", pool.gpu_pool, str(pool.gpu_pool_slots), "training jobs (GPU): one at a time"],
+    ):
+        result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            err_console.print(f"[red]{' '.join(command[1:])} failed:[/red]\n{result.stderr[-3000:]}")
+            raise typer.Exit(1)
+    slots = f"{pool.gpu_pool_slots} slot(s)"
+    console.print(f"airflow: database at {paths.airflow_home} migrated; pool {pool.gpu_pool} = {slots}")
+
+
 @app.command("crawl")
 def crawl_command(
     author: Annotated[str, typer.Option("--author", help="Author id: include/authors/<id>.yaml.")],

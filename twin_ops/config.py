@@ -251,10 +251,27 @@ class TrainingParams(_Section):
     container: TrainingContainerParams
 
 
+class AirflowTimeoutParams(_Section):
+    crawl: int = Field(gt=0)
+    features: int = Field(gt=0)
+    datasets: int = Field(gt=0)
+    training: int = Field(gt=0)
+    evaluation: int = Field(gt=0)
+    serving: int = Field(gt=0)
+    default: int = Field(gt=0)
+
+
 class AirflowParams(_Section):
     parallelism: int = Field(ge=1)
     max_active_tasks_per_dag: int = Field(ge=1)
     max_dag_parse_seconds: float = Field(gt=0)
+    nightly_schedule: str = Field(min_length=9)
+    retries: int = Field(ge=0)
+    retry_delay_s: int = Field(ge=0)
+    max_retry_delay_s: int = Field(ge=0)
+    timeouts_s: AirflowTimeoutParams
+    gpu_pool: str = Field(min_length=1)
+    gpu_pool_slots: int = Field(ge=1)
 
 
 class ServingRetrievalParams(_Section):
