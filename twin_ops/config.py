@@ -397,6 +397,8 @@ class Settings(BaseSettings):
     weaviate_grpc_url: str | None = None
     weaviate_api_key: str | None = None
     ray_address: str | None = None
+    # Where the twin API answers when it is not the local app on serving.host:port (a Ray cluster).
+    twin_ops_serve_url: str | None = None
     docker_host: str | None = None
     # Optional teacher for instruction writing: any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama).
     teacher_base_url: str | None = None

@@ -67,15 +67,20 @@ def log_failure(context: dict[str, Any]) -> None:
 
 @contextmanager
 def stage_errors() -> Iterator[None]:
-    """A failed check or bad input fails the task at once: retrying cannot fix it.
+    """Around every task body: services from Airflow connections, and the right kind of failure.
 
-    Anything else (a crashed process, a service not up yet) raises as is and is retried.
+    A failed check or bad input fails the task at once (retrying cannot fix it); anything else (a
+    crashed process, a service not up yet) raises as is and is retried.
     """
+    import os
+
     from airflow.sdk.exceptions import AirflowFailException
 
+    from twin_airflow.connections import service_environment
     from twin_ops.config import ConfigError
     from twin_ops.dag_tasks.common import StageFailed
 
+    os.environ.update(service_environment())  # stage code and its child processes read these
     try:
         yield
     except (StageFailed, ConfigError) as exc:

@@ -106,11 +106,12 @@ def index_counts(params: dict) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
+def site(tmp_path_factory, params):
     work = tmp_path_factory.mktemp("site")
     out = work / "public"
     server = SiteServer(out)
-    build_site(out, server.url, ROOT / "include" / "demo_site" / "content", ROOT / "include" / "demo_site" / "repo")
+    demo = ROOT / "include" / "demo_site"
+    build_site(out, server.url, demo / "content", demo / "repo", posts_per_page=params.collect.demo_site.posts_per_page)
     with server:
         yield server
 
