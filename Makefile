@@ -15,11 +15,12 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export RAY_AUTH_MODE := disabled
 
-.PHONY: help install test lint demo airflow-db services-up services-down clean
+.PHONY: help install test lint demo airflow airflow-db clean
 
 help:
 	@echo "make demo   - install, then run the main job end to end on the embedded default"
 	@echo "make test   - install, start the services, run ruff + the whole pytest suite, stop them"
+	@echo "make airflow - the Airflow UI (standalone) for this project, to trigger runs by hand"
 
 $(UV):
 	python3 -m venv $(CACHE)/uv-$(UV_VERSION)
@@ -44,28 +45,46 @@ test: lint airflow-db
 	$(BIN)/twin-ops services up --docker --started-file "$$started"; \
 	$(BIN)/pytest
 
-# The main job on the embedded default: serve the demo site, run the DVC pipeline (crawl →
-# validate → features into the embedded Weaviate), query the index, run the smoke DAG.
+# The main job on the embedded default, through Airflow: serve the demo site and the twin API (Ray
+# Serve, base model until a twin is promoted), run twin_nightly_refresh (crawl → GX → DVC →
+# features into the embedded Weaviate) and twin_training (datasets → SFT → DPO on SmolLM2-135M,
+# CPU, a few steps → evaluate → gate → promote → smoke query), ask the twin a question, print a
+# summary, then stop everything it started. The training run's form values: include/demo/.
 DEMO_AUTHOR := wren-halvorsen
+DEMO_QUESTION := How should a retry wait before it tries again?
 demo: airflow-db
-	mkdir -p .twin/logs; started=$$(mktemp); site=""; \
-	trap '[ -n "$$site" ] && kill $$site 2>/dev/null; $(BIN)/twin-ops services down --started-file "$$started"; rm -f "$$started"' EXIT; \
-	export PATH="$(BIN):$$PATH"; \
+	mkdir -p .twin/logs; started=$$(mktemp); site=""; serve=""; \
+	trap '[ -n "$$serve" ] && kill $$serve 2>/dev/null && wait $$serve; [ -n "$$site" ] && kill $$site 2>/dev/null; $(BIN)/twin-ops services down --started-file "$$started"; rm -f "$$started"' EXIT; \
+	export PATH="$(BIN):$$PATH"; began=$$(date +%s); \
 	twin-ops services up --started-file "$$started"; \
 	twin-ops demo-site serve > .twin/logs/demo-site.log 2>&1 & site=$$!; \
-	for i in $$(seq 120); do url=$$(grep -o 'http://127.0.0.1:[0-9]*' .twin/logs/demo-site.log | head -n 1 || true); \
-		[ -n "$$url" ] && curl -sf "$$url/" >/dev/null && break; sleep 1; done; \
-	[ -n "$$url" ] && curl -sf "$$url/" >/dev/null || { cat .twin/logs/demo-site.log; echo "demo: the demo site did not start"; exit 1; }; \
-	echo "demo: demo site on $$url"; \
-	dvc repro --force --single-item crawl@$(DEMO_AUTHOR); \
-	dvc repro; \
-	twin-ops search "a retry without jitter is a crowd" --author $(DEMO_AUTHOR) --k 3; \
+	twin-ops serve --single-replica > .twin/logs/demo-serve.log 2>&1 & serve=$$!; \
+	for i in $$(seq 300); do curl -sf http://127.0.0.1:8765/ >/dev/null && curl -sf http://127.0.0.1:8000/health >/dev/null && break; \
+		kill -0 $$serve 2>/dev/null || { tail -n 40 .twin/logs/demo-serve.log; echo "demo: twin-ops serve exited"; exit 1; }; sleep 2; done; \
+	curl -sf http://127.0.0.1:8000/health >/dev/null || { tail -n 40 .twin/logs/demo-serve.log; echo "demo: the twin API did not start"; exit 1; }; \
+	echo "demo: demo site on http://127.0.0.1:8765, twin API on http://127.0.0.1:8000"; \
 	eval "$$(twin-ops services airflow-env)"; \
-	airflow dags test twin_smoke > .twin/logs/demo-twin_smoke.log 2>&1 \
-		|| { tail -n 60 .twin/logs/demo-twin_smoke.log; echo "demo: twin_smoke failed (log: .twin/logs/demo-twin_smoke.log)"; exit 1; }; \
-	grep -E "DagRun Finished" .twin/logs/demo-twin_smoke.log | grep -o "dag_id=[^,]*\|state=[a-z]*\|run_duration=[0-9.]*" | paste -sd' '; \
-	twin-ops data versions; \
-	echo "demo: finished - crawl, validation, DVC versions, features and the Weaviate index for $(DEMO_AUTHOR)"
+	for dag in twin_nightly_refresh twin_training; do \
+		if [ $$dag = twin_training ]; then conf="$$(cat include/demo/twin_training.json)"; else conf='{"authors": ["$(DEMO_AUTHOR)"]}'; fi; \
+		echo "demo: airflow dags test $$dag (log: .twin/logs/demo-$$dag.log)"; \
+		airflow dags test $$dag -c "$$conf" > .twin/logs/demo-$$dag.log 2>&1 \
+			|| { tail -n 80 .twin/logs/demo-$$dag.log; echo "demo: $$dag failed (log: .twin/logs/demo-$$dag.log)"; exit 1; }; \
+		grep -h "DagRun Finished" .twin/logs/demo-$$dag.log | grep -o "dag_id=[^,]*\|state=[a-z]*\|run_duration=[0-9.]*" | paste -sd' '; \
+		grep -q "DagRun Finished.*state=success" .twin/logs/demo-$$dag.log || { tail -n 80 .twin/logs/demo-$$dag.log; echo "demo: $$dag did not succeed"; exit 1; }; \
+	done; \
+	grep -h "gate: \|promote \|train sft\|train dpo\|datasets $(DEMO_AUTHOR)\|features $(DEMO_AUTHOR)" .twin/logs/demo-twin_*.log | sed 's/^.*\] //' | cut -c1-300 || true; \
+	twin-ops query "$(DEMO_QUESTION)" --author $(DEMO_AUTHOR); \
+	twin-ops summary --author $(DEMO_AUTHOR); \
+	echo "demo: finished in $$(( $$(date +%s) - began ))s"
+
+# The Airflow UI (standalone: api-server, scheduler, dag-processor, triggerer) on http://localhost:8080
+# for triggering runs by hand; run `twin-ops serve` beside it for promotion to reach a twin API.
+airflow: airflow-db
+	eval "$$($(BIN)/twin-ops services airflow-env)"; \
+	export AIRFLOW__CORE__PARALLELISM=$$(nproc) AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES=1; \
+	$(BIN)/twin-ops services up; \
+	echo "Airflow UI: http://localhost:8080 - user admin, password in $$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"; \
+	exec $(BIN)/airflow standalone
 
 clean:
 	-$(BIN)/twin-ops services down

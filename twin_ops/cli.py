@@ -603,6 +603,18 @@ def query_command(
     console.print(table)
 
 
+@app.command("summary")
+def summary_command(author: Annotated[str, typer.Option("--author", help="Author id.")]) -> None:
+    """One author across every stage: documents, chunks, datasets, losses, verdict, production, API."""
+    from twin_ops.summary import author_summary
+
+    params, paths, settings = _load()
+    table = Table("stage", "state", title=f"twin-ops · {author}")
+    for name, value in author_summary(author, params, paths, settings):
+        table.add_row(name, value)
+    console.print(table)
+
+
 @app.command("lineage")
 def lineage_command(
     artifact: Annotated[str, typer.Argument(help="A DVC-tracked path, e.g. data/raw/wren-halvorsen.")],

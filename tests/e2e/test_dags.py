@@ -77,6 +77,24 @@ with create_session() as session:
 """
 
 
+QUEUED_FOR_TRAINING = """
+import json
+from sqlalchemy import delete, select
+from airflow.models.asset import AssetDagRunQueue
+from airflow.utils.session import create_session
+with create_session() as session:
+    queued = session.scalars(select(AssetDagRunQueue.target_dag_id)).all()
+    if CLEAR:
+        session.execute(delete(AssetDagRunQueue))
+    print(json.dumps(sorted(queued)))
+"""
+
+
+def queued_for_training(env: dict, clear: bool = False) -> list[str]:
+    """DAGs an asset event has queued to run (what a scheduler would start next)."""
+    return airflow_python(env, f"CLEAR = {clear}\n" + QUEUED_FOR_TRAINING)
+
+
 def dag_test(repo: Path, env: dict, dag_id: str, conf: dict | None = None) -> subprocess.CompletedProcess:
     command = [str(BIN / "airflow"), "dags", "test", dag_id]
     if conf is not None:
@@ -126,7 +144,7 @@ def project(tmp_path_factory, site, params, paths):
     repo = tmp_path_factory.mktemp("project")
     for name in ("dvc.yaml", "params.yaml"):
         shutil.copy2(ROOT / name, repo / name)
-    for folder in ("include/authors", "dags", "plugins", "twin_ops"):
+    for folder in ("include", "dags", "plugins", "twin_ops"):
         shutil.copytree(ROOT / folder, repo / folder, ignore=shutil.ignore_patterns("__pycache__"))
     tiny = build_tiny_model(repo / ".twin" / "tiny-base", resolve_base_model(params.training.base_model, paths.cache))
     raw = yaml.safe_load((repo / "params.yaml").read_text())
@@ -218,6 +236,7 @@ def test_nightly_refresh_publishes_the_authors_feature_asset(project):
     events = airflow_python(env, ASSET_EVENTS)
     assert [e["uri"] for e in events] == [f"twin-ops://features/{AUTHOR}"]
     assert events[0]["extra"]["author"] == AUTHOR and events[0]["extra"]["chunks"] > 100
+    assert queued_for_training(env) == ["twin_training"]  # a scheduler would start training now
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     for stage in (f"crawl@{AUTHOR}", f"validate_raw@{AUTHOR}", f"features@{AUTHOR}"):
         assert stage in lock, sorted(lock)
@@ -251,6 +270,7 @@ def test_a_broken_raw_batch_stops_the_refresh_and_training_is_not_triggered(proj
     counts = index_counts(raw["features"])
     production = registry(repo)["aliases"]["production"]
     events_before = airflow_python(env, ASSET_EVENTS)
+    queued_for_training(env, clear=True)  # the good refresh's owed training run was run above
     published = {p.name: p.read_bytes() for p in (repo / "data" / "raw" / AUTHOR).glob("*.jsonl")}
 
     store = repo / "data" / "crawl" / AUTHOR / "blog.jsonl"
@@ -262,7 +282,8 @@ def test_a_broken_raw_batch_stops_the_refresh_and_training_is_not_triggered(proj
     assert run_state(result) == "failed"
     assert "author matches config" in output or "author_id" in output, output[-5000:]
     assert "twin_nightly_refresh: task refresh_author.validate_raw[0] failed" in output  # the failure summary
-    assert airflow_python(env, ASSET_EVENTS) == events_before  # no asset event: twin_training is not scheduled
+    assert airflow_python(env, ASSET_EVENTS) == events_before  # no asset event...
+    assert queued_for_training(env) == []  # ...so twin_training is not queued
     assert index_counts(raw["features"]) == counts
     assert registry(repo)["aliases"]["production"] == production
     assert {p.name: p.read_bytes() for p in (repo / "data" / "raw" / AUTHOR).glob("*.jsonl")} == published
@@ -270,3 +291,87 @@ def test_a_broken_raw_batch_stops_the_refresh_and_training_is_not_triggered(proj
     assert health["model_version"] == f"{MODEL}:v{production}"
     run(repo, env, "git", "checkout", "--", "dvc.lock")
     run(repo, env, "dvc", "checkout", "--force", f"data/crawl/{AUTHOR}")
+
+
+@pytest.fixture(scope="module")
+def standalone(project):
+    """`airflow standalone` (api-server, scheduler, dag-processor, triggerer) for the project."""
+    repo, env, _ = project
+    port = free_port()
+    env = {
+        **env,
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{port}/execution/",
+        "AIRFLOW__CORE__PARALLELISM": "2",
+        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+        # No cron runs (the nightly refresh would start at once, catchup or not): only what we trigger.
+        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+    }
+    url = f"http://localhost:{port}"
+    # twin_training already ran for the refresh's asset event (`airflow dags test` above); without
+    # this, the scheduler would start that owed run first.
+    queued_for_training(env, clear=True)
+    log = open(repo / ".twin" / "standalone.log", "w")  # noqa: SIM115 - closed below, after the process
+    process = subprocess.Popen(
+        [str(BIN / "airflow"), "standalone"], cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            assert process.poll() is None, (repo / ".twin" / "standalone.log").read_text()[-5000:]
+            try:
+                health = httpx.get(f"{url}/api/v2/monitor/health", timeout=5)
+                if health.status_code == 200 and health.json()["scheduler"]["status"] == "healthy":
+                    break
+            except (httpx.HTTPError, KeyError, ValueError):
+                pass
+            time.sleep(3)
+        else:
+            raise AssertionError(
+                "standalone did not come up:\n" + (repo / ".twin" / "standalone.log").read_text()[-5000:]
+            )
+        passwords = json.loads((Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated").read_text())
+        token = httpx.post(f"{url}/auth/token", json={"username": "admin", "password": passwords["admin"]}, timeout=30)
+        assert token.status_code in (200, 201), token.text
+        client = httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {token.json()['access_token']}"}, timeout=60
+        )
+        yield client
+        client.close()
+    finally:
+        os.killpg(process.pid, 15)
+        try:
+            process.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, 9)
+        log.close()
+
+
+def test_the_rest_api_triggers_training_with_a_params_conf(project, serving, standalone):
+    """What the UI's trigger form does: POST a run whose conf fills the Params form."""
+    refused = standalone.post(
+        "/api/v2/dags/twin_training/dagRuns", json={"logical_date": None, "conf": {"backend": "slurm"}}
+    )
+    assert refused.status_code == 400 and "backend" in refused.text, refused.text
+    conf = {**TRAINING_CONF, "sft_max_steps": 5, "skip_dpo": True}
+    created = standalone.post("/api/v2/dags/twin_training/dagRuns", json={"logical_date": None, "conf": conf})
+    assert created.status_code == 200, created.text
+    run_id = created.json()["dag_run_id"]
+    deadline = time.monotonic() + 1200
+    state = created.json()["state"]
+    while state not in ("success", "failed") and time.monotonic() < deadline:
+        time.sleep(5)
+        state = standalone.get(f"/api/v2/dags/twin_training/dagRuns/{run_id}").json()["state"]
+    tasks = standalone.get(f"/api/v2/dags/twin_training/dagRuns/{run_id}/taskInstances").json()["task_instances"]
+    states = {ti["task_id"]: ti["state"] for ti in tasks}
+    assert state == "success", states
+    spec = standalone.get(
+        f"/api/v2/dags/twin_training/dagRuns/{run_id}/taskInstances/resolve_run/xcomEntries/return_value"
+    ).json()["value"]
+    assert spec["skip_dpo"] is True and spec["overrides"]["training.sft.max_steps"] == 5, spec
+    assert states["dpo_local"] == "skipped" and states["sft_container"] == "skipped", states
+    assert states["sft_local"] == "success" and states["evaluate"] == "success", states
+    links = standalone.get(f"/api/v2/dags/twin_training/dagRuns/{run_id}/taskInstances/evaluate/links").json()
+    assert links["extra_links"]["Model card / evaluation report"].startswith("file://"), links
