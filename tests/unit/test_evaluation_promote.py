@@ -1,0 +1,145 @@
+"""Promotion: aliases move, a failing serve swap restores the registry exactly, rollback restores the
+exact previous version, and concurrent promotions leave one consistent winner. No Ray: the swap is
+a function passed in (the lead's e2e test swaps a real Serve app)."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from pathlib import Path
+
+import pytest
+
+from twin_ops.config import Paths
+from twin_ops.evaluation.promote import PromotionFailed, promote_and_serve, promote_from_decision
+from twin_ops.registry.store import Registry, RegistryError
+from twin_ops.serving.ops import ServeFailed, SwapResult
+
+NAME = "wren-halvorsen-twin"
+
+
+def project(tmp_path: Path) -> Paths:
+    return Paths(root=tmp_path, state=tmp_path / ".twin", data=tmp_path / "data", reports=tmp_path, cache=tmp_path)
+
+
+def aliases(registry: Registry) -> dict[str, int]:
+    return json.loads(registry.file.read_text())["models"][NAME]["aliases"]
+
+
+def failing_swap(params, paths, version, **_):
+    raise ServeFailed(f"smoke query came back without sources (v{version})")
+
+
+def working_swap(params, paths, version, **kwargs):
+    assert kwargs["models_dir"] == paths.models  # the swap reads the same registry
+    return SwapResult(f"{NAME}:v{version}", None, 0.1, "answer", 2)
+
+
+def test_promotion_moves_production_and_previous_then_serves(tmp_path, params):
+    paths = project(tmp_path)
+    registry = Registry(paths.models)
+    for _ in range(2):
+        registry.register(NAME, "base")
+    first = promote_and_serve(NAME, params, paths, version=1, log=lambda _: None)
+    assert first.swap is None and first.replaced is None  # no serving asked: aliases only
+    second = promote_and_serve(NAME, params, paths, serve=True, swap=working_swap, log=lambda _: None)
+    assert second.promoted.version == 2 and second.replaced == 1
+    assert second.swap.model_version == f"{NAME}:v2" and "production v1 -> v2" in second.line()
+    assert aliases(registry) == {"candidate": 2, "production": 2, "previous": 1}
+
+
+def test_failing_swap_restores_the_registry_exactly(tmp_path, params):
+    paths = project(tmp_path)
+    registry = Registry(paths.models)
+    for _ in range(3):
+        registry.register(NAME, "base")
+    registry.promote(NAME, 1)
+    registry.promote(NAME, 2)
+    before = aliases(registry)  # production 2, previous 1
+    with pytest.raises(PromotionFailed, match=r"v3 could not be served \(ServeFailed: smoke query") as failure:
+        promote_and_serve(NAME, params, paths, version=3, serve=True, swap=failing_swap, log=lambda _: None)
+    assert "registry rolled back, production is v2" in str(failure.value)
+    assert aliases(registry) == before  # previous is still v1, not the failed v3
+    history = registry.entry(NAME).history
+    assert history[-1]["reason"] == "automatic rollback: serving v3 failed"
+
+
+def test_failing_first_promotion_leaves_no_production(tmp_path, params):
+    paths = project(tmp_path)
+    registry = Registry(paths.models)
+    registry.register(NAME, "base")
+
+    def unreachable(params, paths, version, **_):
+        raise ConnectionRefusedError("nothing listens on 127.0.0.1:9")
+
+    with pytest.raises(PromotionFailed, match=r"ConnectionRefusedError.*production is unset"):
+        promote_and_serve(NAME, params, paths, url="http://127.0.0.1:9", swap=unreachable, log=lambda _: None)
+    assert aliases(registry) == {"candidate": 1}  # serving falls back to the base model, as before
+
+
+def test_promote_then_rollback_restores_the_exact_previous_version(tmp_path, params):
+    paths = project(tmp_path)
+    registry = Registry(paths.models)
+    registry.register(NAME, "base", metrics={"heldout_perplexity": 20.0}, lineage={"stage": "sft"})
+    promote_and_serve(NAME, params, paths, log=lambda _: None)
+    production = registry.get(NAME, "production")
+    registry.register(NAME, "base", metrics={"heldout_perplexity": 15.0})
+    promote_and_serve(NAME, params, paths, expected_production=1, log=lambda _: None)
+    assert registry.rollback(NAME) == production
+    assert registry.get(NAME, "production").model_dump() == production.model_dump()
+
+
+def test_a_rejected_decision_is_not_promoted(tmp_path, params):
+    paths = project(tmp_path)
+    registry = Registry(paths.models)
+    registry.register(NAME, "base")
+    decision = {
+        "promote": False,
+        "model_name": NAME,
+        "candidate": f"{NAME}:v1",
+        "candidate_version": 1,
+        "production_version": None,
+        "reasons": ["perplexity 90 vs base 80: -12.5% (needs +2.0%) — fail"],
+    }
+    with pytest.raises(PromotionFailed, match=r"the gate rejected .*-12\.5%"):
+        promote_from_decision(decision, params, paths)
+    assert registry.alias(NAME, "production") is None
+    forced = promote_from_decision(decision, params, paths, force=True, log=lambda _: None)
+    assert forced.promoted.version == 1
+    assert registry.entry(NAME).history[-1]["reason"] == "promoted by hand over a rejection (--force)"
+
+
+def _promote(root: str, version: int, results) -> None:
+    from twin_ops.config import load_params
+
+    params = load_params(Path(__file__).resolve().parents[2] / "params.yaml", use_env=False)
+    paths = project(Path(root))
+    try:
+        promote_and_serve(NAME, params, paths, version=version, expected_production=1, log=lambda _: None)
+        results.put((version, "promoted"))
+    except RegistryError as exc:
+        results.put((version, str(exc)))
+
+
+def test_two_concurrent_promotions_leave_one_consistent_winner(tmp_path, params):
+    paths = project(tmp_path)
+    registry = Registry(paths.models)
+    for _ in range(3):
+        registry.register(NAME, "base")
+    registry.promote(NAME, 1)
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    # Both gates compared against production v1; only one of them may replace it.
+    workers = [context.Process(target=_promote, args=(str(tmp_path), v, results)) for v in (2, 3)]
+    for worker in workers:
+        worker.start()
+    outcome = dict(results.get(timeout=120) for _ in workers)
+    for worker in workers:
+        worker.join(60)
+        assert worker.exitcode == 0
+    winners = [v for v, message in outcome.items() if message == "promoted"]
+    assert len(winners) == 1, outcome
+    loser = ({2, 3} - set(winners)).pop()
+    assert f"production is v{winners[0]}, expected v1" in outcome[loser]
+    assert aliases(registry) == {"candidate": 3, "production": winners[0], "previous": 1}
+    assert [p.name for p in paths.models.iterdir() if p.suffix == ".tmp"] == []
