@@ -615,6 +615,76 @@ def summary_command(author: Annotated[str, typer.Option("--author", help="Author
     console.print(table)
 
 
+@app.command("evaluate")
+def evaluate_command(
+    author: Annotated[str, typer.Option("--author", help="Author id.")],
+    stage: Annotated[
+        str | None, typer.Option("--stage", help="Training stage to register (default evaluation.candidate_stage).")
+    ] = None,
+    register: Annotated[
+        bool, typer.Option("--register/--no-register", help="Register the trained stage as the candidate first.")
+    ] = True,
+    fail_on_reject: Annotated[
+        bool, typer.Option("--fail-on-reject", help="Exit 3 when the gate rejects the candidate.")
+    ] = False,
+    overrides: SetOption = None,
+) -> None:
+    """Score candidate, production and base model on the author's held-out samples; the gate decides."""
+    from twin_ops.evaluation.candidate import NoTrainedModel, register_candidate
+    from twin_ops.evaluation.judge import JudgeFailed
+    from twin_ops.evaluation.lm import ModelMissing
+    from twin_ops.evaluation.run import evaluate
+    from twin_ops.evaluation.samples import NoHeldOutSamples
+    from twin_ops.registry.store import RegistryError
+
+    def say(message: str) -> None:
+        console.print(message, soft_wrap=True, markup=False, highlight=False)
+
+    params, paths, settings = _load(overrides)
+    try:
+        if register:
+            register_candidate(author, params, paths, stage=stage, log=say)
+        result = evaluate(author, params, paths, settings, log=say)
+    except (NoTrainedModel, NoHeldOutSamples, ModelMissing, RegistryError, JudgeFailed, ConfigError) as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    for name, path in result.files.items():
+        say(f"{name}: {path}")
+    if fail_on_reject and not result.decision.promote:
+        raise typer.Exit(3)
+
+
+@app.command("promote")
+def promote_command(
+    author: Annotated[str, typer.Option("--author", help="Author id.")],
+    serve: Annotated[
+        bool, typer.Option("--serve", help="Also swap the running twin API (Ray Serve) to the new version.")
+    ] = False,
+    url: Annotated[str | None, typer.Option(help="The twin API to check after the swap (implies --serve).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Promote even though the gate rejected it.")] = False,
+    overrides: SetOption = None,
+) -> None:
+    """Promote the candidate the last `twin-ops evaluate` approved; a failed serve swap rolls the registry back."""
+    from twin_ops.evaluation.promote import PromotionFailed, promote_from_decision
+    from twin_ops.evaluation.report import read_decision
+    from twin_ops.evaluation.run import output_dir
+    from twin_ops.registry.store import RegistryError
+
+    def say(message: str) -> None:
+        console.print(message, soft_wrap=True, markup=False, highlight=False)
+
+    params, paths, settings = _load(overrides)
+    try:
+        decision = read_decision(output_dir(params, paths, author))
+        result = promote_from_decision(
+            decision, params, paths, force=force, serve=serve, url=url, api_key=settings.twin_ops_api_key, log=say
+        )
+    except (FileNotFoundError, PromotionFailed, RegistryError) as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    say(result.line())
+
+
 @app.command("lineage")
 def lineage_command(
     artifact: Annotated[str, typer.Argument(help="A DVC-tracked path, e.g. data/raw/wren-halvorsen.")],

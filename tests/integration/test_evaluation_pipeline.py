@@ -99,7 +99,7 @@ def corrupt_weights(folder: Path) -> None:
         save_file(tensors, str(file), metadata={"format": "pt"})
 
 
-def test_lifecycle_register_evaluate_gate_promote(project):
+def test_lifecycle_register_evaluate_gate_promote(project, monkeypatch):
     params, paths, settings = project
     registry = Registry(paths.models)
     name = model_name(params, AUTHOR)
@@ -152,24 +152,23 @@ def test_lifecycle_register_evaluate_gate_promote(project):
     shutil.copytree(paths.root / params.training.output_dir / AUTHOR / "sft", broken_stage)
     shutil.rmtree(broken_stage / "adapter")
     corrupt_weights(broken_stage / "merged")
-    broken = register_candidate(AUTHOR, params, paths, stage="dpo", log=lines.append)
     before = registry.file.read_text()
-    result = evaluate(AUTHOR, params, paths, settings, log=lines.append)
-    assert result.candidate_version == broken.version == 3
-    assert not result.decision.promote
-    assert "perplexity" in result.decision.reasons[0] and "fail" in result.decision.reasons[0]
-    assert "REJECT" in (result.output_dir / "report.md").read_text()
-    from twin_ops.evaluation.promote import PromotionFailed
+    # Through the CLI, as a user (or a BashOperator) would run it.
+    from typer.testing import CliRunner
 
-    with pytest.raises(PromotionFailed, match="the gate rejected"):
-        promote_from_decision(read_decision(result.output_dir), params, paths)
-    after = json.loads(registry.file.read_text())["models"][name]
-    assert (
-        after["aliases"]
-        == json.loads(before)["models"][name]["aliases"]
-        == {
-            "candidate": 3,
-            "production": 2,
-            "previous": 1,
-        }
-    )
+    from twin_ops.cli import app
+
+    monkeypatch.setenv("TWIN_OPS_HOME", str(paths.root))
+    runner = CliRunner()
+    evaluated = runner.invoke(app, ["evaluate", "--author", AUTHOR, "--stage", "dpo", "--fail-on-reject"])
+    assert evaluated.exit_code == 3, evaluated.output
+    assert f"{name}:v3 is the candidate" in evaluated.output and "gate: REJECT" in evaluated.output
+    decision = read_decision(paths.root / params.evaluation.output_dir / AUTHOR)
+    assert decision["candidate_version"] == 3 and not decision["promote"]
+    assert "perplexity" in decision["reasons"][0] and decision["reasons"][0].endswith("fail")
+    assert "REJECT" in (paths.root / params.evaluation.output_dir / AUTHOR / "report.md").read_text()
+    refused = runner.invoke(app, ["promote", "--author", AUTHOR])
+    assert refused.exit_code == 1 and "the gate rejected" in refused.output
+    after = json.loads(registry.file.read_text())["models"][name]["aliases"]
+    assert after == {"candidate": 3, "production": 2, "previous": 1}  # production did not change
+    assert json.loads(before)["models"][name]["aliases"] == {"candidate": 2, "production": 2, "previous": 1}
