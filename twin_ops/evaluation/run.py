@@ -140,8 +140,9 @@ def evaluate(
     name = model_name(params, author_id)
     chosen, production, contenders = _contenders(params, paths, registry, name, candidate, log)
     held_out = samples.held_out(paths, author_id, params.evaluation.num_samples)
+    author_text = samples.training_text(paths, author_id)
     reference_style = stylometry.style_reference(
-        samples.training_text(paths, author_id), params.evaluation.stylometry_words, params.evaluation.ttr_window
+        author_text, params.evaluation.stylometry_words, params.evaluation.ttr_window
     )
     embedder = Embedder(params.features.embedding_model, params.features.device, params.features.embedding_batch_size)
     passages, retrieval_note = grounding.retrieve(params, settings, author_id, held_out, embedder, log)
@@ -153,7 +154,7 @@ def evaluate(
 
     answers = [s.answer for s in held_out]
     references = embedder.encode(answers)
-    centroid = embedder.encode(samples.training_text(paths, author_id)).mean(axis=0)
+    centroid = embedder.encode(author_text).mean(axis=0)
     centroid /= np.linalg.norm(centroid) or 1.0
     sample_passages = [passages.get(s.id, []) for s in held_out] if passages else None
     for scores in models:
