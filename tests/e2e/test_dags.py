@@ -123,6 +123,24 @@ def index_counts(params: dict) -> dict[str, int]:
         }
 
 
+def untied_tiny_model(target: Path, tokenizer_source: str) -> Path:
+    """The tiny random Llama with its own LM head: with tied embeddings a random model's greedy
+    output repeats the prompt's last token ("\\n"), so every generated answer would be empty and
+    the preference dataset would (rightly) fail validation."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from twin_ops.training.tiny import build_tiny_model
+
+    build_tiny_model(target, tokenizer_source)
+    model = AutoModelForCausalLM.from_pretrained(target)
+    model.config.tie_word_embeddings = False
+    torch.manual_seed(1)
+    model.lm_head.weight = torch.nn.Parameter(torch.randn_like(model.lm_head.weight) * 0.02)
+    model.save_pretrained(target)
+    return target
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, params):
     work = tmp_path_factory.mktemp("site")
@@ -139,14 +157,13 @@ def project(tmp_path_factory, site, params, paths):
     """A scratch copy of the project: its own data, registry, Airflow home, index aliases, port."""
     from twin_ops.services.airflow_home import airflow_environment
     from twin_ops.training.base_model import resolve_base_model
-    from twin_ops.training.tiny import build_tiny_model
 
     repo = tmp_path_factory.mktemp("project")
     for name in ("dvc.yaml", "params.yaml"):
         shutil.copy2(ROOT / name, repo / name)
     for folder in ("include", "dags", "plugins", "twin_ops"):
         shutil.copytree(ROOT / folder, repo / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    tiny = build_tiny_model(repo / ".twin" / "tiny-base", resolve_base_model(params.training.base_model, paths.cache))
+    tiny = untied_tiny_model(repo / ".twin" / "tiny-base", resolve_base_model(params.training.base_model, paths.cache))
     raw = yaml.safe_load((repo / "params.yaml").read_text())
     raw["features"]["documents_alias"] = f"DagDocs{SUFFIX}"  # never touch the real index
     raw["features"]["chunks_alias"] = f"DagChunks{SUFFIX}"
