@@ -9,9 +9,11 @@ into this module's own Weaviate aliases. The swap and kill tests run last, in th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
@@ -270,6 +272,153 @@ def test_query_command_prints_the_answer_and_its_sources(url, monkeypatch):
     monkeypatch.setenv("TWIN_OPS_API_KEY", "wrong")
     denied = CliRunner().invoke(cli, ["query", line, "--url", url])
     assert denied.exit_code == 1 and "401" in denied.output
+
+
+# --- dependencies down: 503 with the reason ------------------------------------------------------
+
+
+class CuttableProxy:
+    """A TCP forwarder to one port that can be cut (refusing and resetting connections) and
+    restored: Weaviate goes "down" for the replicas behind it only, while the real server keeps
+    serving the rest of the module (and other users of the machine)."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = free_port()
+        self.listener: socket.socket | None = None
+        self.connections: list[socket.socket] = []
+        self.lock = threading.Lock()
+
+    def open(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", self.port))
+        self.listener.settimeout(0.2)  # the accept loop polls, so cut() can end it
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        listener, self.listener = self.listener, None
+        if listener is not None:
+            listener.close()
+        with self.lock:
+            connections, self.connections = self.connections, []
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+            connection.close()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while self.listener is listener:
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.connections += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+
+
+DOWN_APP = "twin-down"
+
+
+@pytest.fixture(scope="class")
+def down(app, paths):
+    """A second app in the same Serve instance (route /down): its Weaviate is reached through a
+    proxy the test cuts, and its registry's production model cannot be loaded. Removed again at
+    the end of the class, so the load tests below see only the main app."""
+    from twin_ops.config import load_params
+    from twin_ops.registry.store import Registry
+    from twin_ops.serving import ops
+
+    url, served, models = app
+    http, grpc = CuttableProxy(served.weaviate.http_port), CuttableProxy(served.weaviate.grpc_port)
+    http.open()
+    grpc.open()
+    overrides = {
+        "features": {
+            "documents_alias": served.features.documents_alias,
+            "chunks_alias": served.features.chunks_alias,
+        },
+        "weaviate": {"http_port": http.port, "grpc_port": grpc.port},
+    }
+    down_params = load_params(paths.root / "params.yaml", overrides)
+    registry = Registry(models.parent / "down-models")
+    broken = registry.register(served.serving.model_name, "base", merged_path=models.parent / "missing")
+    registry.promote(served.serving.model_name, broken.version)
+    entry = ops.serve_config(
+        down_params,
+        paths,
+        app_args={"overrides": overrides, "models_dir": str(registry.root)},
+        single_replica=True,
+    )["applications"][0]
+    entry["name"], entry["route_prefix"] = DOWN_APP, "/down"
+    for deployment in entry["deployments"]:  # the main app holds the local Ray's CPUs; these idle
+        deployment["ray_actor_options"] = {**deployment.get("ray_actor_options", {}), "num_cpus": 0}
+    running = ops.deployed_config()
+    ops.deploy({**running, "applications": [*running["applications"], entry]})
+    try:
+        ops.wait_running(DOWN_APP, 240, log=lambda line: None)
+        yield f"{url}/down", http, grpc
+    finally:
+        http.cut()
+        grpc.cut()
+        ops.deploy(running)  # the main app alone again (its config unchanged: nothing restarts)
+        from ray import serve
+
+        deadline = time.monotonic() + 120
+        while DOWN_APP in serve.status().applications and time.monotonic() < deadline:
+            time.sleep(1)
+
+
+class TestUnavailableDependencies:
+    def test_an_unloadable_model_is_503_with_the_reason(self, down):
+        url = down[0]
+        started = time.monotonic()
+        response = httpx.post(f"{url}/rag", json={"query": "bilge pump"}, headers=auth(), timeout=60)
+        assert response.status_code == 503, response.text
+        message = response.json()["error"]["message"]
+        assert "model is not loaded" in message and "neither its merged model nor its adapter" in message
+        health = httpx.get(f"{url}/health", timeout=60)
+        assert health.status_code == 503
+        body = health.json()
+        assert body["weaviate"] == "ok" and body["model_version"] is None
+        assert any(reason.startswith("model: not loaded") for reason in body["reasons"]), body
+        assert time.monotonic() - started < 30
+
+    def test_weaviate_down_is_503_with_the_reason_and_recovers(self, down):
+        url, http, grpc = down
+        http.cut()
+        grpc.cut()
+        started = time.monotonic()
+        response = httpx.post(f"{url}/rag", json={"query": "bilge pump"}, headers=auth(), timeout=60)
+        assert response.status_code == 503, response.text
+        assert "weaviate" in response.json()["error"]["message"]
+        health = httpx.get(f"{url}/health", timeout=60)
+        assert health.status_code == 503
+        reasons = health.json()["reasons"]
+        assert any(f"weaviate is not reachable at http://127.0.0.1:{http.port}" in r for r in reasons), reasons
+        assert time.monotonic() - started < 30  # a reason, never a hang
+        http.open()
+        grpc.open()
+        assert httpx.get(f"{url}/health", timeout=60).json()["weaviate"] == "ok"
 
 
 # --- load ---------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import pickle
+import re
 import time
 from collections.abc import AsyncIterator
 
@@ -352,3 +353,21 @@ def test_weaviate_down_is_unavailable_quickly(params):
     with pytest.raises(Unavailable, match="not reachable"):
         retriever.search_all(["bilge"], [[0.0]], None, 3)
     assert time.monotonic() - started < 10
+
+
+def test_a_search_stuck_on_a_vanished_weaviate_is_unavailable_after_one_probe(params):
+    from twin_ops.config import Settings
+    from twin_ops.serving.retrieval import Retriever
+
+    timeouts = params.serving.timeouts.model_copy(update={"health_s": 0.5})
+    fast = params.model_copy(update={"serving": params.serving.model_copy(update={"timeouts": timeouts})})
+    retriever = Retriever(fast, AUTHORS, Settings(weaviate_url="http://127.0.0.1:1"))
+    retriever.search_all = lambda *args: time.sleep(3) or []  # the client retrying a server that is gone
+
+    async def attempt() -> float:
+        started = time.monotonic()
+        with pytest.raises(Unavailable, match=re.escape("not reachable at http://127.0.0.1:1 ")):
+            await retriever.search_watched(["bilge"], [[0.0]], None, 3)
+        return time.monotonic() - started
+
+    assert asyncio.run(attempt()) < 2.5

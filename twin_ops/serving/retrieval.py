@@ -94,6 +94,10 @@ class _GivenVectors:
         return np.asarray([self.vectors[text] for text in texts], dtype=np.float32)
 
 
+def weaviate_url(params: Params, settings: Settings) -> str:
+    return settings.weaviate_url or f"http://127.0.0.1:{params.weaviate.http_port}"
+
+
 def connect_weaviate(params: Params, settings: Settings | None = None):
     """A client for the configured server, never a new embedded one.
 
@@ -103,7 +107,7 @@ def connect_weaviate(params: Params, settings: Settings | None = None):
     from twin_ops.services import weaviate as weaviate_service
 
     settings = settings or Settings()
-    url = settings.weaviate_url or f"http://127.0.0.1:{params.weaviate.http_port}"
+    url = weaviate_url(params, settings)
     if not weaviate_service.is_ready(url, timeout=params.serving.timeouts.health_s):
         raise Unavailable(f"weaviate is not reachable at {url} (start it with `twin-ops services up`)")
     try:
@@ -153,7 +157,10 @@ class Retriever:
         except Exception as exc:
             self.drop_client()
             return f"weaviate: {exc}"
-        return "ok" if ready else "weaviate: not ready"
+        if ready:
+            return "ok"
+        self.drop_client()  # the server went away: the next call reconnects, or says why it cannot
+        return "weaviate: not ready"
 
     def search_all(self, queries: Sequence[str], vectors: Sequence[list[float]], author: str | None, limit: int):
         """Hybrid search for each query (blocking: run it in a thread)."""
@@ -170,6 +177,29 @@ class Retriever:
         except Exception as exc:  # connection, gRPC or a missing index: all mean "cannot answer now"
             self.drop_client()
             raise Unavailable(f"weaviate search failed: {type(exc).__name__}: {exc}") from exc
+
+    async def search_watched(
+        self, queries: Sequence[str], vectors: Sequence[list[float]], author: str | None, limit: int
+    ) -> list[list[SearchHit]]:
+        """search_all in a thread, probing Weaviate whenever it takes long.
+
+        The weaviate client retries an unreachable server with backoff for about a minute; a
+        server that went away mid-flight must be a 503 with that reason now, not a 504 later.
+        A server that answers its probe is merely slow: the request's own deadline applies.
+        """
+        from twin_ops.services import weaviate as weaviate_service
+
+        probe_s = self.params.serving.timeouts.health_s
+        search = asyncio.ensure_future(asyncio.to_thread(self.search_all, queries, vectors, author, limit))
+        while True:
+            done, _ = await asyncio.wait({search}, timeout=probe_s)
+            if done:
+                return search.result()
+            url = weaviate_url(self.params, self.settings)
+            if not await asyncio.to_thread(weaviate_service.is_ready, url, probe_s):
+                self.drop_client()
+                search.add_done_callback(lambda task: task.cancelled() or task.exception())  # outcome not needed
+                raise Unavailable(f"weaviate is not reachable at {url} (it stopped answering during a search)")
 
     def rerank(self, query: str, passages: list[Passage]) -> list[Passage]:
         """Cross-encoder scores replace the fused ones (blocking: run it in a thread)."""
@@ -213,7 +243,7 @@ class Retriever:
         # Fetch more than k whenever something re-orders the hits (fusion of several lists, a reranker).
         limit = k if len(queries) == 1 and self.reranker is None else max(k, retrieval.rerank_candidates)
         limit = min(limit, self.params.features.search.max_k)
-        hit_lists = await asyncio.to_thread(self.search_all, queries, vectors, chosen, limit)
+        hit_lists = await self.search_watched(queries, vectors, chosen, limit)
         passages = fuse(hit_lists)
         if self.reranker is not None:
             passages = await asyncio.to_thread(self.rerank, query, passages)
