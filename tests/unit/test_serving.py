@@ -371,3 +371,14 @@ def test_a_search_stuck_on_a_vanished_weaviate_is_unavailable_after_one_probe(pa
         return time.monotonic() - started
 
     assert asyncio.run(attempt()) < 2.5
+
+
+def test_serve_url_is_the_configured_remote_app_unless_a_local_port_is_named(params):
+    from twin_ops.config import Settings
+    from twin_ops.serving.ops import serve_url
+
+    local = f"http://{params.serving.host}:{params.serving.port}"
+    assert serve_url(params, settings=Settings(twin_ops_serve_url=None)) == local
+    remote = Settings(twin_ops_serve_url="http://ray-head:8000/")
+    assert serve_url(params, settings=remote) == "http://ray-head:8000"
+    assert serve_url(params, 8123, settings=remote) == f"http://{params.serving.host}:8123"

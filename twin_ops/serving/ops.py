@@ -30,8 +30,17 @@ class ServeFailed(RuntimeError):
     """The app did not come up, or a swap failed its checks; the message says why."""
 
 
-def serve_url(params: Params, port: int | None = None) -> str:
+def local_url(params: Params, port: int | None = None) -> str:
     return f"http://{params.serving.host}:{port or params.serving.port}"
+
+
+def serve_url(params: Params, port: int | None = None, settings: Settings | None = None) -> str:
+    """The twin API: TWIN_OPS_SERVE_URL (an app elsewhere, e.g. a Ray cluster's) unless a local
+    port is named, else serving.host:serving.port."""
+    settings = settings or Settings()
+    if port is None and settings.twin_ops_serve_url:
+        return settings.twin_ops_serve_url.rstrip("/")
+    return local_url(params, port)
 
 
 def serve_config(
@@ -139,7 +148,7 @@ def start_local(
     config = serve_config(params, paths, port=port, app_args=app_args, single_replica=single_replica, gpus=gpus)
     deploy(config)
     wait_running(params.serving.app_name, params.serving.timeouts.startup_s, log)
-    url = serve_url(params, port)
+    url = serve_url(params, port) if Settings().ray_address else local_url(params, port)
     log(f"serve: {params.serving.app_name} running at {url} (OpenAPI: {url}/docs)")
     return url
 
