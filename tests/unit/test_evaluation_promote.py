@@ -143,3 +143,29 @@ def test_two_concurrent_promotions_leave_one_consistent_winner(tmp_path, params)
     assert f"production is v{winners[0]}, expected v1" in outcome[loser]
     assert aliases(registry) == {"candidate": 3, "production": winners[0], "previous": 1}
     assert [p.name for p in paths.models.iterdir() if p.suffix == ".tmp"] == []
+
+
+def test_cli_says_what_is_missing(tmp_path, monkeypatch):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from twin_ops.cli import app
+
+    shutil.copy(Path(__file__).resolve().parents[2] / "params.yaml", tmp_path / "params.yaml")
+    monkeypatch.setenv("TWIN_OPS_HOME", str(tmp_path))
+    runner = CliRunner()
+    untrained = runner.invoke(app, ["evaluate", "--author", "nobody"])
+    assert untrained.exit_code == 1 and "holds no merged model or adapter" in untrained.output
+    unevaluated = runner.invoke(app, ["promote", "--author", "nobody"])
+    assert unevaluated.exit_code == 1 and "no gate decision" in unevaluated.output
+    unregistered = runner.invoke(app, ["evaluate", "--author", "nobody", "--no-register"])
+    assert unregistered.exit_code == 1 and "no model named 'nobody-twin'" in unregistered.output
+
+
+def test_registration_reads_the_folder_training_writes(tmp_path, params):
+    from twin_ops.evaluation.candidate import training_output
+    from twin_ops.training.train import stage_dir
+
+    paths = project(tmp_path)
+    assert training_output(params, paths, "wren", "dpo") == stage_dir(params, paths, "wren", "dpo")

@@ -36,6 +36,15 @@ def model_name(params: Params, author_id: str) -> str:
     return params.evaluation.model_name.format(author=author_id)
 
 
+def training_output(params: Params, paths: Paths, author_id: str, stage: str) -> Path:
+    """models/<author>/<stage>: where twin_ops.training.train.train writes a stage (its stage_dir).
+
+    Spelled out here because importing the training module pulls in transformers and trl, which a
+    registration (hashing and linking files) does not need.
+    """
+    return paths.root / params.training.output_dir / author_id / stage
+
+
 def fingerprint(folder: Path) -> str:
     """sha256 over the weights (names and contents) of the merged model and adapter."""
     digest = hashlib.sha256()
@@ -113,11 +122,9 @@ def register_candidate(
     log: Log = print,
 ) -> ModelVersion:
     """Snapshot the trained stage (``evaluation.candidate_stage`` unless given) and make it the candidate."""
-    from twin_ops.training.train import stage_dir as training_dir
-
     stage = stage or params.evaluation.candidate_stage
     registry = registry or Registry(paths.models)
-    source = training_dir(params, paths, author_id, stage)
+    source = training_output(params, paths, author_id, stage)
     if not (source / "merged" / "config.json").exists() and not (source / "adapter").is_dir():
         raise NoTrainedModel(f"{source} holds no merged model or adapter: run `twin-ops train --stage {stage}` first")
     name = model_name(params, author_id)
