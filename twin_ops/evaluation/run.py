@@ -169,7 +169,9 @@ def evaluate(
     else:
         notes.append("LLM-as-judge off (evaluation.judge.enabled: false)")
     author_style = stylometry.style_metrics(reference_style, answers)
-    author_style.update(similarity_metrics(embedder, answers, references, centroid))
+    # The held-out answers against the author's training text: what the author scores (a ceiling).
+    # Their style_similarity would be 1 by construction (each answer against itself), so it is left out.
+    author_style["author_similarity"] = similarity_metrics(embedder, answers, references, centroid)["author_similarity"]
 
     mine = models[0]
     against = next((m for m in models if m.role == PRODUCTION), None)

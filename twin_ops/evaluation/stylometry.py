@@ -104,7 +104,10 @@ def style_reference(training_texts: Sequence[str], top_words: int, window: int) 
     vocabulary = tuple(word for word, _ in counts.most_common(top_words))
     per_text = np.stack([relative_frequencies(text, vocabulary) for text in texts])
     mean, spread = per_text.mean(axis=0), per_text.std(axis=0)
-    spread = np.where(spread > 0, spread, 1e-6)  # a word every passage uses equally: tiny, not zero
+    # A word used at the same rate in every passage would get a zero spread and blow its z-score
+    # up; a frequency varies at least by sampling noise (binomial, at the mean passage length).
+    length = np.mean([len(words(text)) for text in texts])
+    spread = np.maximum(spread, np.sqrt(mean * (1 - mean) / length))
     joined = "\n\n".join(texts)
     return StyleReference(
         vocabulary=vocabulary,
