@@ -447,11 +447,19 @@ def datasets_command(
     from twin_ops.datasets.teacher import TeacherUnavailable
     from twin_ops.quality.frames import DatasetNotFound
     from twin_ops.quality.validate import ValidationFailed
+    from twin_ops.training import passive_cpu_threads
 
+    passive_cpu_threads()  # generation runs torch on CPU: before torch is imported
     params, paths, settings = _load(overrides)
     labels = {"instructions": "writing instructions", "answers": "generating rejected answers"}
+    # A terminal gets live bars; logs (Airflow, DVC, CI) get one line per generated batch.
     with Progress(
-        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not console.is_terminal,
     ) as progress:
         tasks: dict[str, Any] = {}
 
@@ -459,6 +467,8 @@ def datasets_command(
             if step not in tasks:
                 tasks[step] = progress.add_task(labels.get(step, step), total=total)
             progress.update(tasks[step], completed=done, total=total)
+            if not console.is_terminal:
+                console.print(f"datasets {author}: {labels.get(step, step)} {done}/{total}", markup=False)
 
         try:
             summary = run_datasets(author, params, paths, settings, progress=on_progress)
@@ -476,7 +486,9 @@ def train_command(
 ) -> None:
     """Fine-tune one stage (LoRA SFT or DPO), as a local process or in a container (training.runner)."""
     from twin_ops.quality.frames import DatasetNotFound
-    from twin_ops.training import STAGES
+    from twin_ops.training import STAGES, passive_cpu_threads
+
+    passive_cpu_threads()  # before torch is imported (see its docstring)
 
     def say(message: str) -> None:  # whole lines, no markup: paths and losses go to logs verbatim
         console.print(message, soft_wrap=True, markup=False, highlight=False)

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import sys
 
-from twin_ops.cli import app
+from twin_ops.training import passive_cpu_threads
 
 if __name__ == "__main__":
+    passive_cpu_threads()  # before anything imports torch
+    from twin_ops.cli import app
+
     app(["train", *sys.argv[1:]], prog_name="python -m twin_ops.training")

@@ -26,6 +26,8 @@ from twin_ops.training.progress import ProgressCallback, Report
 
 @dataclass
 class TrainResult:
+    """One finished stage; its files are under ``output_dir`` (see twin_ops.training.artifacts)."""
+
     stage: str
     author_id: str
     output_dir: Path
@@ -33,6 +35,31 @@ class TrainResult:
     resumed_from: int | None
     metrics: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+
+    @property
+    def adapter(self) -> Path:
+        """The LoRA adapter (PEFT safetensors + tokenizer): load it on the base model."""
+        return self.output_dir / "adapter"
+
+    @property
+    def merged(self) -> Path:
+        """Base model + adapter merged: a plain checkpoint ``from_pretrained`` loads."""
+        return self.output_dir / "merged"
+
+    @property
+    def card(self) -> Path:
+        """The model card (also copied into adapter/ and merged/ as README.md)."""
+        return self.output_dir / "README.md"
+
+    @property
+    def metrics_path(self) -> Path:
+        """DVC metrics: the ``metrics`` above as JSON."""
+        return self.output_dir / "metrics.json"
+
+    @property
+    def plots(self) -> Path:
+        """DVC plots: loss.csv (step,loss) and loss.png."""
+        return self.output_dir / "plots"
 
     def line(self) -> str:
         m = self.metrics
@@ -126,6 +153,23 @@ def last_complete_checkpoint(folder: Path) -> Path | None:
     return None
 
 
+def is_finished(checkpoint: Path) -> bool:
+    """A checkpoint saved at the run's last step (the fingerprint says the plan is the same)."""
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    return state["max_steps"] > 0 and state["global_step"] >= state["max_steps"]
+
+
+def restore_finished(trainer, checkpoint: Path) -> None:
+    """The trained adapter weights and the trainer state (loss history, step) of a finished run."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+    from transformers import TrainerState
+
+    weights = load_file(str(checkpoint / "adapter_model.safetensors"))
+    set_peft_model_state_dict(trainer.model, weights, adapter_name="default")
+    trainer.state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+
+
 def _fingerprint(stage: str, params: Params, data_hashes: dict[str, str], start_from: str) -> str:
     """What makes two runs the same run: data, training params (minus where it runs), start point."""
     relevant = params.training.model_dump(mode="json", exclude={"runner", "container", "output_dir"})
@@ -196,11 +240,17 @@ def train(
     trainer.remove_callback(PrinterCallback)  # it would print every log dict a second time
     resumed_from = int(checkpoint.name.split("-")[-1]) if checkpoint else None
     tokens_before = 0
-    if checkpoint is not None:
-        log(f"resuming {stage} from {checkpoint}")
-        tokens_before = json.loads((checkpoint / "trainer_state.json").read_text()).get("num_input_tokens_seen", 0)
     train_started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    if checkpoint is not None and is_finished(checkpoint):
+        # Resuming at the last step would still train one more; the checkpoint IS the result.
+        log(f"{stage} already trained to step {resumed_from} ({checkpoint}); writing its outputs")
+        restore_finished(trainer, checkpoint)
+        tokens_before = trainer.state.num_input_tokens_seen
+    else:
+        if checkpoint is not None:
+            log(f"resuming {stage} from {checkpoint}")
+            tokens_before = json.loads((checkpoint / "trainer_state.json").read_text()).get("num_input_tokens_seen", 0)
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     train_seconds = time.perf_counter() - train_started
 
     history = artifacts.loss_history(trainer.state.log_history)
