@@ -4,7 +4,7 @@
 bind mounts (params.yaml and the author's datasets read-only, the author's model folder and the
 base-model cache writable), ``network_mode="none"`` and GPU device requests. ``run_training_container``
 runs it with the Docker SDK, streams its log lines and raises when it exits non-zero; a DAG task
-passes ``spec.docker_operator_kwargs()`` to ``DockerOperator`` and gets the same container.
+builds ``DockerOperator(task_id=..., **docker_operator_kwargs(...))`` and gets the same container.
 
 Images: on a GPU host, ``training.container.image`` built from include/docker/training.Dockerfile
 (CUDA base, the locked dependencies, the project installed). Here no registry is reachable, so
@@ -232,6 +232,34 @@ def ensure_local_image(params: Params, paths: Paths, settings: Settings, log: Lo
                 rm=True,
             )
     return name
+
+
+def docker_operator_kwargs(
+    stage: str,
+    author_id: str,
+    params: Params,
+    paths: Paths,
+    settings: Settings,
+    *,
+    overrides: list[str] | None = None,
+    log: Log = print,
+) -> dict[str, Any]:
+    """Everything ``DockerOperator(task_id=..., **kwargs)`` needs to run one training stage.
+
+    Call it when the task runs, not when the DAG file is parsed: it checks that the author's
+    datasets exist, builds the local image when that is the configured one (no registry to pull
+    from), and removes a container of the same name left by a killed worker (the name is ours).
+    The operator then runs the container with ``network_mode="none"``, streams its log into the task
+    log, and raises ``DockerContainerFailedException`` (with the exit code) when it exits non-zero.
+    """
+    import docker
+
+    spec = training_spec(stage, author_id, params, paths, overrides=overrides)
+    if params.training.container.use_local_image:
+        ensure_local_image(params, paths, settings, log)
+    with closing(docker_engine.client(settings)) as engine, suppress(docker.errors.NotFound):
+        engine.containers.get(spec.name).remove(force=True)
+    return {**spec.docker_operator_kwargs(), "docker_url": docker_engine.engine_url(settings)}
 
 
 def run_training_container(
