@@ -103,14 +103,12 @@ def train_local(run: RunSpec, stage: str) -> dict[str, Any]:
 def container_kwargs(run: RunSpec, stage: str) -> dict[str, Any]:
     """DockerOperator arguments for one stage: image (built locally when needed), entrypoint,
     mounts, GPU device requests, network_mode="none" (twin_ops.training.container)."""
-    from twin_ops.services.docker_engine import engine_url
-    from twin_ops.training.container import ensure_local_image, training_spec
+    from twin_ops.training.container import docker_operator_kwargs
 
     params, paths, settings = load(run["overrides"])
-    if params.training.container.use_local_image:
-        ensure_local_image(params, paths, settings)
-    spec = training_spec(stage, run["author"], params, paths, overrides=assignments(run["overrides"]))
-    return {**spec.docker_operator_kwargs(), "docker_url": engine_url(settings)}
+    return docker_operator_kwargs(
+        stage, run["author"], params, paths, settings, overrides=assignments(run["overrides"])
+    )
 
 
 def container_result(run: RunSpec, stage: str) -> dict[str, Any]:
