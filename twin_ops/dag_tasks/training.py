@@ -111,10 +111,6 @@ def container_kwargs(run: RunSpec, stage: str) -> dict[str, Any]:
     )
 
 
-def container_result(run: RunSpec, stage: str) -> dict[str, Any]:
-    return _stage_result(run, stage)
-
-
 def _set_args(overrides: dict[str, Any]) -> list[str]:
     return [arg for item in assignments(overrides) for arg in ("--set", item)]
 
