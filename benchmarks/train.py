@@ -140,6 +140,9 @@ def plain(project: Path) -> None:
 
 def run(command: list[str], project: Path) -> tuple[float, str]:
     env = {**os.environ, "TWIN_OPS_HOME": str(project), "HF_HUB_OFFLINE": "1", "HF_HOME": str(project / "hf")}
+    # Our entrypoint makes idle OpenMP threads sleep (passive_cpu_threads); the plain script gets
+    # the same setting, so the comparison is of the wrappers, not of the thread policy.
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     started = time.perf_counter()
     done = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True)
     if done.returncode != 0:

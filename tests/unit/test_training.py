@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,14 @@ from twin_ops.config import Paths, load_params
 from twin_ops.training import artifacts
 from twin_ops.training.base_model import resolve_base_model
 from twin_ops.training.container import training_spec
-from twin_ops.training.train import last_complete_checkpoint, lora_config, resume_point, trainer_args, trainer_kwargs
+from twin_ops.training.train import (
+    is_finished,
+    last_complete_checkpoint,
+    lora_config,
+    resume_point,
+    trainer_args,
+    trainer_kwargs,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,6 +63,27 @@ def test_partial_checkpoints_are_skipped_and_removed(tmp_path):
     (tmp_path / "checkpoint-12" / "trainer_state.json").write_text('{"global_st')  # killed mid-write
     assert last_complete_checkpoint(tmp_path) == tmp_path / "checkpoint-8"
     assert not (tmp_path / "checkpoint-12").exists()
+
+
+def test_a_checkpoint_at_the_last_step_is_a_finished_run(tmp_path):
+    state = tmp_path / "trainer_state.json"
+    state.write_text('{"global_step": 24, "max_steps": 24}')
+    assert is_finished(tmp_path)
+    state.write_text('{"global_step": 20, "max_steps": 24}')
+    assert not is_finished(tmp_path)
+    state.write_text("{}")
+    assert not is_finished(tmp_path)
+
+
+def test_idle_cpu_threads_sleep_unless_the_environment_says_otherwise(monkeypatch):
+    from twin_ops.training import passive_cpu_threads
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    passive_cpu_threads()
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    passive_cpu_threads()
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
 
 
 def test_changed_data_or_params_start_over(tmp_path):

@@ -156,7 +156,7 @@ def last_complete_checkpoint(folder: Path) -> Path | None:
 def is_finished(checkpoint: Path) -> bool:
     """A checkpoint saved at the run's last step (the fingerprint says the plan is the same)."""
     state = json.loads((checkpoint / "trainer_state.json").read_text())
-    return state["max_steps"] > 0 and state["global_step"] >= state["max_steps"]
+    return state.get("max_steps", 0) > 0 and state.get("global_step", 0) >= state["max_steps"]
 
 
 def restore_finished(trainer, checkpoint: Path) -> None:
