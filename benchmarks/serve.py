@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +65,7 @@ class Result:
     failed: int
     seconds: float
     latencies: list[float]
+    errors: Counter[str]  # "<status>: <message>" of the failed requests
 
     @property
     def rps(self) -> float:
@@ -79,6 +81,7 @@ async def measure(url: str, concurrency: int, requests: int, max_tokens: int, te
     queue = list(range(requests))
     latencies: list[float] = []
     failed = 0
+    errors: Counter[str] = Counter()
 
     async def client(http: httpx.AsyncClient) -> None:
         nonlocal failed
@@ -88,14 +91,16 @@ async def measure(url: str, concurrency: int, requests: int, max_tokens: int, te
             body = {"query": lines[n % len(lines)], "max_tokens": max_tokens, "temperature": temperature}
             response = await http.post(f"{url}/rag", json={k: v for k, v in body.items() if v is not None})
             latencies.append(time.perf_counter() - started)
-            failed += response.status_code != 200
+            if response.status_code != 200:
+                failed += 1
+                errors[f"{response.status_code}: {response.text[:120]}"] += 1
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(timeout=600, limits=limits) as http:
         started = time.perf_counter()
         await asyncio.gather(*(client(http) for _ in range(concurrency)))
         seconds = time.perf_counter() - started
-    return Result(concurrency, requests, failed, seconds, latencies)
+    return Result(concurrency, requests, failed, seconds, latencies, errors)
 
 
 def run_load(urls: dict[str, str], args) -> dict[str, dict[int, Result]]:
@@ -111,6 +116,8 @@ def run_load(urls: dict[str, str], args) -> dict[str, dict[int, Result]]:
             r = results[name][concurrency] = asyncio.run(load)
             p50, p95 = r.percentile(0.5), r.percentile(0.95)
             print(f"  {name} c={concurrency}: {r.rps:.2f} req/s, p50 {p50:.3f}s, p95 {p95:.3f}s, {r.failed} failed")
+            for error, count in r.errors.most_common(3):
+                print(f"    {count}x {error}")
     return results
 
 
