@@ -510,7 +510,7 @@ def train_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from twin_ops.training.progress import StepReport
-    from twin_ops.training.train import train
+    from twin_ops.training.train import NothingToTrain, train
 
     # A terminal gets a live bar; logs (Airflow, a container's stream) get one line per step.
     progress = Progress(
@@ -534,7 +534,7 @@ def train_command(
     try:
         with progress:
             train(stage, author, params, paths, report=report, log=say)
-    except (DatasetNotFound, FileNotFoundError) as exc:
+    except (DatasetNotFound, FileNotFoundError, NothingToTrain) as exc:
         err_console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from exc
 

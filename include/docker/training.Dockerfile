@@ -5,7 +5,7 @@
 #
 # Run it through twin_ops.training.container (the `twin-ops train` runner with training.runner:
 # container and training.container.use_local_image: false) or Airflow's DockerOperator with
-# ContainerSpec.docker_operator_kwargs(): network "none", params.yaml and the author's datasets
+# twin_ops.training.container.docker_operator_kwargs(): network "none", params.yaml and the author's datasets
 # mounted read-only, models/<author> and the base-model cache writable, GPUs via device requests
 # (NVIDIA container toolkit on the host).
 #

@@ -24,6 +24,10 @@ from twin_ops.training.base_model import Log, load_model, load_tokenizer, pick_d
 from twin_ops.training.progress import ProgressCallback, Report
 
 
+class NothingToTrain(ValueError):
+    """No training sample has a token left to learn from (bad lengths, not a transient failure)."""
+
+
 @dataclass
 class TrainResult:
     """One finished stage; its files are under ``output_dir`` (see twin_ops.training.artifacts)."""
@@ -238,6 +242,11 @@ def train(
         model = PeftModel.from_pretrained(model, str(sft_adapter), is_trainable=True)
         trainer = DPOTrainer(model=model, **common)
     trainer.remove_callback(PrinterCallback)  # it would print every log dict a second time
+    if len(trainer.train_dataset) == 0:  # trl drops samples whose answer was truncated away entirely
+        raise NothingToTrain(
+            f"{stage}: no training sample keeps any answer tokens within training.max_length={t.max_length}; "
+            "raise it (or shorten the prompts)"
+        )
     resumed_from = int(checkpoint.name.split("-")[-1]) if checkpoint else None
     tokens_before = 0
     train_started = time.perf_counter()
