@@ -74,8 +74,12 @@ def serve_config(
     return config
 
 
+_started_here = False  # this process started the local Ray (and its Serve): stop_local may end them
+
+
 def start_ray(params: Params, paths: Paths, settings: Settings | None = None) -> None:
     """Connect to RAY_ADDRESS, or start a small local Ray bound to 127.0.0.1."""
+    global _started_here
     import ray
 
     settings = settings or Settings()
@@ -92,6 +96,7 @@ def start_ray(params: Params, paths: Paths, settings: Settings | None = None) ->
     # Ray starts workers at nice 15 to keep its own daemons responsive on a busy node; here the
     # workers ARE the service (replicas), and at nice 15 any other busy process starves them.
     os.environ.setdefault("RAY_worker_niceness", "0")
+    _started_here = True
     ray.init(
         num_cpus=params.serving.ray.num_cpus,
         object_store_memory=params.serving.ray.object_store_mb * 1024 * 1024,
@@ -140,7 +145,9 @@ def start_local(
     single_replica: bool = False,
     log: Log = print,
 ) -> str:
-    """Run the app (twin.yaml) and return its URL once it answers /health."""
+    """Run the app (twin.yaml) and return its URL once Serve reports it RUNNING: every replica is
+    up and the Generator has loaded its model (production; the base model while the registry has
+    none) or recorded why it could not (then /health is 503 with the reason)."""
     import ray
 
     start_ray(params, paths)
@@ -154,14 +161,20 @@ def start_local(
 
 
 def stop_local() -> None:
+    """Stop the app and the local Ray that start_local started. Connected to a cluster (RAY_ADDRESS
+    or an existing local Ray), only disconnect: its Serve apps outlive this process on purpose."""
+    global _started_here
     import ray
     from ray import serve
 
-    if ray.is_initialized():
-        try:
+    if not ray.is_initialized():
+        return
+    try:
+        if _started_here:
             serve.shutdown()
-        finally:
-            ray.shutdown()
+    finally:
+        _started_here = False
+        ray.shutdown()
 
 
 # --- model swaps --------------------------------------------------------------------------------
