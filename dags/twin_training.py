@@ -154,7 +154,8 @@ def twin_training():
 
         with stage_errors():
             result = training.promote(run, evaluation)
-        push_link(context, SERVE_ENDPOINT, result["endpoint"] + "/docs")
+        if result["endpoint"]:
+            push_link(context, SERVE_ENDPOINT, result["endpoint"] + "/docs")
         return result
 
     @task(execution_timeout=timeout("serving"))

@@ -158,10 +158,15 @@ def promote(run: RunSpec, evaluation: dict[str, Any]) -> dict[str, Any]:
 
     params, paths, _ = load(run["overrides"])
     decision = read_decision(Path(evaluation["output_dir"]))
+    # The app serves one twin (serving.model_name); another author's twin is promoted in the
+    # registry only, and served by an app configured for it.
+    served = decision["model_name"] == params.serving.model_name
     url = serve_url(params)
     api_key = Settings().twin_ops_api_key
     try:
-        result = promote_from_decision(decision, params, paths, serve=True, url=url, api_key=api_key)
+        result = promote_from_decision(
+            decision, params, paths, serve=served, url=url if served else None, api_key=api_key
+        )
     except PromotionFailed as exc:
         raise StageFailed(str(exc)) from exc
     print(result.line(), flush=True)
@@ -169,7 +174,7 @@ def promote(run: RunSpec, evaluation: dict[str, Any]) -> dict[str, Any]:
         "model_name": result.name,
         "version": result.promoted.version,
         "replaced": result.replaced,
-        "endpoint": url,
+        "endpoint": url if served else None,
         "model_version": result.swap.model_version if result.swap else None,
     }
 
@@ -180,6 +185,9 @@ def smoke_query(run: RunSpec, promoted: dict[str, Any]) -> dict[str, Any]:
     from twin_ops.serving.client import TwinClient
 
     params, _, _ = load(run["overrides"])
+    if promoted["endpoint"] is None:
+        print(f"smoke query: skipped, the app serves {params.serving.model_name}, not {promoted['model_name']}")
+        return {"model_version": None, "answer": None, "sources": []}
     client = TwinClient(promoted["endpoint"], Settings().twin_ops_api_key)
     answer = client.rag(params.serving.smoke_query, author=run["author"], max_tokens=32)
     expected = f"{promoted['model_name']}:v{promoted['version']}"
