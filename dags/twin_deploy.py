@@ -48,7 +48,8 @@ def twin_deploy():
         form = context["params"]
         with stage_errors():
             result = deploy_tasks.deploy(form["author"], form["action"], form["version"])
-        push_link(context, SERVE_ENDPOINT, result["endpoint"] + "/docs")
+        if result["endpoint"]:
+            push_link(context, SERVE_ENDPOINT, result["endpoint"] + "/docs")
         return result
 
     @task(execution_timeout=timeout("serving"))

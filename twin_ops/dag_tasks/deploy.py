@@ -31,10 +31,18 @@ def deploy(author_id: str, action: str, version: int | None) -> dict[str, Any]:
             ref: int | str = target.version
         else:
             ref = version if version is not None else CANDIDATE
+        served = name == params.serving.model_name  # the app serves one twin; others move in the registry only
         url = serve_url(params)
         reason = f"{action} by twin_deploy"
         result = promote_and_serve(
-            name, params, paths, version=ref, serve=True, url=url, api_key=Settings().twin_ops_api_key, reason=reason
+            name,
+            params,
+            paths,
+            version=ref,
+            serve=served,
+            url=url if served else None,
+            api_key=Settings().twin_ops_api_key,
+            reason=reason,
         )
     except (RegistryError, PromotionFailed) as exc:
         raise StageFailed(str(exc)) from exc
@@ -43,6 +51,6 @@ def deploy(author_id: str, action: str, version: int | None) -> dict[str, Any]:
         "model_name": name,
         "version": result.promoted.version,
         "replaced": result.replaced,
-        "endpoint": url,
+        "endpoint": url if served else None,
         "model_version": result.swap.model_version if result.swap else None,
     }
