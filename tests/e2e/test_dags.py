@@ -392,3 +392,11 @@ def test_the_rest_api_triggers_training_with_a_params_conf(project, serving, sta
     assert states["sft_local"] == "success" and states["evaluate"] == "success", states
     links = standalone.get(f"/api/v2/dags/twin_training/dagRuns/{run_id}/taskInstances/evaluate/links").json()
     assert links["extra_links"]["Model card / evaluation report"].startswith("file://"), links
+
+
+def test_twin_deploy_serves_a_chosen_version(project, serving):
+    repo, env, _ = project
+    result = dag_test(repo, env, "twin_deploy", {"author": AUTHOR, "action": "deploy", "version": 1})
+    assert run_state(result) == "success", task_states(result)
+    assert registry(repo)["aliases"]["production"] == 1
+    assert httpx.get(f"{serving}/health", timeout=30).json()["model_version"] == f"{MODEL}:v1"
