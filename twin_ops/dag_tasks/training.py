@@ -154,6 +154,7 @@ def promote(run: RunSpec, evaluation: dict[str, Any]) -> dict[str, Any]:
     from twin_ops.config import Settings
     from twin_ops.evaluation.promote import PromotionFailed, promote_from_decision
     from twin_ops.evaluation.report import read_decision
+    from twin_ops.registry.store import RegistryError
     from twin_ops.serving.ops import serve_url
 
     params, paths, _ = load(run["overrides"])
@@ -167,7 +168,7 @@ def promote(run: RunSpec, evaluation: dict[str, Any]) -> dict[str, Any]:
         result = promote_from_decision(
             decision, params, paths, serve=served, url=url if served else None, api_key=api_key
         )
-    except PromotionFailed as exc:
+    except (PromotionFailed, RegistryError) as exc:  # RegistryError: production moved since the gate looked
         raise StageFailed(str(exc)) from exc
     print(result.line(), flush=True)
     return {
