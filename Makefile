@@ -14,6 +14,8 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export RAY_AUTH_MODE := disabled
+# Idle torch threads sleep instead of spinning (a shared 2-core machine loses ~10x otherwise).
+export OMP_WAIT_POLICY := PASSIVE
 
 .PHONY: help install test lint demo airflow airflow-db clean
 

@@ -15,6 +15,8 @@ os.environ.setdefault("TWIN_OPS_HOME", str(ROOT))
 # Nothing may reach a model hub in tests: models come from PyPI packages or are built locally.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Idle torch threads sleep instead of spinning: on a shared 2-core machine spinning costs ~10x.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def pytest_collection_modifyitems(items):

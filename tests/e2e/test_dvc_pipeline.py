@@ -118,12 +118,12 @@ STAGES = [f"crawl@{AUTHOR}", f"features@{AUTHOR}", f"validate_raw@{AUTHOR}"]
 
 def test_repro_runs_every_stage_once_then_none(repo):
     repo, env = repo
-    first = run(repo, env, "dvc", "repro")
+    first = run(repo, env, "dvc", "repro", "features")
     assert ran_stages(first) == STAGES
     assert (repo / "data" / "raw" / AUTHOR / "blog.jsonl").exists()
     assert index_counts(repo)[f"DvcChunks{SUFFIX}"] > 100
     commit(repo, env, "data v1")
-    second = run(repo, env, "dvc", "repro")
+    second = run(repo, env, "dvc", "repro", "features")
     assert ran_stages(second) == []
 
 
@@ -132,7 +132,7 @@ def test_a_changed_param_reruns_only_the_stages_that_use_it(repo):
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["quality"]["raw_documents"]["near_empty_chars"] = 150
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    result = run(repo, env, "dvc", "repro")
+    result = run(repo, env, "dvc", "repro", "features")
     # validate_raw reruns; its output is byte-identical, so features is skipped by hash.
     assert ran_stages(result) == [f"validate_raw@{AUTHOR}"]
     commit(repo, env, "stricter near-empty threshold")
@@ -164,7 +164,7 @@ def test_a_defective_batch_stops_at_validation_and_changes_nothing(repo):
     documents = read_jsonl(store, RawDocument)
     documents[0] = documents[0].model_copy(update={"author_id": "juno-marsh"})  # a wrong-author record
     write_jsonl(store, documents)
-    result = run(repo, env, "dvc", "repro", check=False)
+    result = run(repo, env, "dvc", "repro", "features", check=False)
     assert result.returncode != 0
     assert "author matches config" in result.stdout + result.stderr
     assert tree_bytes(repo / "data" / "raw" / AUTHOR) == published
@@ -177,7 +177,7 @@ def test_a_defective_batch_stops_at_validation_and_changes_nothing(repo):
         assert after[stage] == lock[stage]
     git(repo, env, "checkout", "--", "dvc.lock")  # back to the last good crawl
     run(repo, env, "dvc", "checkout", "--force", f"data/crawl/{AUTHOR}")
-    assert ran_stages(run(repo, env, "dvc", "repro")) == []
+    assert ran_stages(run(repo, env, "dvc", "repro", "features")) == []
 
 
 def test_versions_are_listed_and_an_old_one_restores(repo, site):
@@ -189,7 +189,7 @@ def test_versions_are_listed_and_an_old_one_restores(repo, site):
     post.write_text(post.read_text().replace("The harbour office opens at nine.", "The harbour office opens at ten."))
     build_site(out, server.url, content, ROOT / "include" / "demo_site" / "repo", posts_per_page=10)
     run(repo, env, "dvc", "repro", "--force", "--single-item", f"crawl@{AUTHOR}")
-    result = run(repo, env, "dvc", "repro")
+    result = run(repo, env, "dvc", "repro", "features")
     assert ran_stages(result) == [f"features@{AUTHOR}", f"validate_raw@{AUTHOR}"]
     v2 = commit(repo, env, "data v2: one article edited")
 
