@@ -51,6 +51,11 @@ def _load(assignments: list[str] | None = None) -> tuple[Params, Paths, Settings
         raise typer.Exit(2) from exc
 
 
+def say(message: str) -> None:
+    """Whole lines, no markup: paths and losses reach logs (Airflow, a container's stream) verbatim."""
+    console.print(message, soft_wrap=True, markup=False, highlight=False)
+
+
 SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a parameter: section.key=value.")]
 
 
@@ -490,9 +495,6 @@ def train_command(
 
     passive_cpu_threads()  # before torch is imported (see its docstring)
 
-    def say(message: str) -> None:  # whole lines, no markup: paths and losses go to logs verbatim
-        console.print(message, soft_wrap=True, markup=False, highlight=False)
-
     params, paths, settings = _load(overrides)
     if stage not in STAGES:
         err_console.print(f"[red]unknown stage {stage!r}[/red]; choose from {', '.join(STAGES)}")
@@ -649,9 +651,6 @@ def evaluate_command(
     from twin_ops.evaluation.samples import NoHeldOutSamples
     from twin_ops.registry.store import RegistryError
 
-    def say(message: str) -> None:
-        console.print(message, soft_wrap=True, markup=False, highlight=False)
-
     params, paths, settings = _load(overrides)
     try:
         if register:
@@ -681,9 +680,6 @@ def promote_command(
     from twin_ops.evaluation.report import read_decision
     from twin_ops.evaluation.run import output_dir
     from twin_ops.registry.store import RegistryError
-
-    def say(message: str) -> None:
-        console.print(message, soft_wrap=True, markup=False, highlight=False)
 
     params, paths, settings = _load(overrides)
     try:
