@@ -45,7 +45,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import httpx  # noqa: E402
 
 from tests.demo_content import wren_posts  # noqa: E402
-from tests.integration.test_serving import (  # noqa: E402
+from tests.integration.test_serving_app import (  # noqa: E402
     drop_aliases,
     ensure_weaviate,
     free_port,
