@@ -199,8 +199,8 @@ def test_versions_are_listed_and_an_old_one_restores(repo, site):
     assert str(report["rows"]) in versions
 
     git(repo, env, "checkout", v1, "--", "dvc.lock")
-    run(repo, env, "dvc", "checkout", "--force")
+    run(repo, env, "dvc", "checkout", "--force", "--with-deps", "features")  # training has not run here
     assert tree_bytes(repo / "data" / "raw" / AUTHOR) == v1_raw
     git(repo, env, "checkout", v2, "--", "dvc.lock")
-    run(repo, env, "dvc", "checkout", "--force")
+    run(repo, env, "dvc", "checkout", "--force", "--with-deps", "features")
     assert tree_bytes(repo / "data" / "raw" / AUTHOR) != v1_raw
