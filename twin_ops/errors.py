@@ -32,3 +32,59 @@ class ServiceUnavailable(TwinOpsError):
     """A service the stage needs (Weaviate, Docker, Ray, a model server) is not answering (yet)."""
 
     retryable = True
+
+
+# --- errors answering one request (RAG, serving) -------------------------------------------------
+# They carry their HTTP status and OpenAI error type, so the API turns any of them into the same
+# error body wherever it was raised. They cross Ray process boundaries (pickled inside
+# RayTaskError), so they carry only a message.
+
+
+class RequestError(TwinOpsError):
+    status = 500
+    kind = "server_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __reduce__(self):  # pickle by message only: subclasses keep the one-argument constructor
+        return (type(self), (self.message,))
+
+
+class InvalidRequest(RequestError):
+    status = 422
+    kind = "invalid_request_error"
+    exit_code = 2
+
+
+class RequestTooLarge(RequestError):
+    status = 413
+    kind = "request_too_large"
+    exit_code = 2
+
+
+class Unauthorized(RequestError):
+    status = 401
+    kind = "authentication_error"
+    exit_code = 2
+
+
+class NotFound(RequestError):
+    status = 404
+    kind = "not_found_error"
+    exit_code = 2
+
+
+class Unavailable(RequestError):
+    """A dependency (Weaviate, the model, a replica) cannot answer now; retrying later may work."""
+
+    status = 503
+    kind = "service_unavailable"
+    retryable = True
+
+
+class UpstreamTimeout(RequestError):
+    status = 504
+    kind = "timeout"
+    retryable = True

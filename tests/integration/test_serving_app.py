@@ -80,11 +80,11 @@ def drop_aliases(params: Params) -> None:
 
 def tiny_registry(params: Params, paths: Paths, folder: Path) -> Path:
     """A registry whose production model is a tiny Llama (v1); v2 (another seed) is registered too."""
+    from tests.support.tiny import build_tiny_model
+    from twin_ops.llm import resolve_model
     from twin_ops.registry.store import Registry
-    from twin_ops.training.base_model import resolve_base_model
-    from twin_ops.training.tiny import build_tiny_model
 
-    tokenizer = resolve_base_model(params.training.base_model, paths.cache)
+    tokenizer = resolve_model(params.training.base_model, paths.cache)
     registry = Registry(folder / "models")
     for seed in (0, 1):
         merged = build_tiny_model(folder / f"tiny-{seed}", tokenizer, seed=seed)

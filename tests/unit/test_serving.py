@@ -14,22 +14,15 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
+from twin_ops.errors import InvalidRequest, RequestError, RequestTooLarge, Unavailable
 from twin_ops.features.search import SearchHit
+from twin_ops.llm.model import until_stop
+from twin_ops.rag import Passage, Retrieval, context_block
+from twin_ops.rag.retrieve import KnownAuthor, detect_author, fuse
 from twin_ops.serving.api import create_api, sources_of
 from twin_ops.serving.batching import AdaptiveBatcher
-from twin_ops.serving.errors import InvalidRequest, RequestTooLarge, ServingError, Unavailable, as_serving_error
-from twin_ops.serving.generation import _until_stop, context_block
-from twin_ops.serving.records import (
-    Generation,
-    GenerationRequest,
-    Health,
-    ModelInfo,
-    Passage,
-    Retrieval,
-    StreamEnd,
-    StreamStart,
-)
-from twin_ops.serving.retrieval import KnownAuthor, detect_author, fuse
+from twin_ops.serving.errors import as_serving_error
+from twin_ops.serving.records import Generation, GenerationRequest, Health, ModelInfo, StreamEnd, StreamStart
 
 KEY = "unit-key"
 AUTHORS = [KnownAuthor("wren-halvorsen", "Wren Halvorsen"), KnownAuthor("juno-marsh", "Juno Marsh")]
@@ -43,7 +36,7 @@ def passage(n: int, url: str | None = None, score: float = 1.0) -> Passage:
 class FakeBackend:
     """Answers instantly; ``fail`` makes a step raise, ``slow_s`` makes retrieval hang that long."""
 
-    def __init__(self, fail: ServingError | None = None, slow_s: float = 0.0) -> None:
+    def __init__(self, fail: RequestError | None = None, slow_s: float = 0.0) -> None:
         self.fail, self.slow_s = fail, slow_s
         self.requests: list[GenerationRequest] = []
 
@@ -242,8 +235,12 @@ def test_fusion_keeps_one_list_in_order_and_rewards_agreement():
 
 
 class WordCounter:
+    """Stands in for a LoadedModel's token counting: one word, one token."""
+
     def __call__(self, text: str) -> int:
         return len(text.split())
+
+    count_tokens = __call__
 
     def cut(self, text: str, tokens: int) -> str:
         return " ".join(text.split()[:tokens])
@@ -258,8 +255,8 @@ def test_context_keeps_ranked_passages_within_the_token_budget():
 
 
 def test_generation_stops_at_eos_or_max_tokens():
-    assert _until_stop([5, 6, 2, 7], [2], 10) == ([5, 6], "stop")
-    assert _until_stop([5, 6, 7, 8], [2], 3) == ([5, 6, 7], "length")
+    assert until_stop([5, 6, 2, 7], [2], 10) == ([5, 6], "stop")
+    assert until_stop([5, 6, 7, 8], [2], 3) == ([5, 6, 7], "length")
 
 
 # --- the batcher --------------------------------------------------------------------------------
@@ -345,7 +342,7 @@ def test_serve_config_is_valid_and_tests_get_one_replica_each(params, paths):
 
 def test_weaviate_down_is_unavailable_quickly(params):
     from twin_ops.config import Settings
-    from twin_ops.serving.retrieval import Retriever
+    from twin_ops.rag.retrieve import Retriever
 
     retriever = Retriever(params, AUTHORS, Settings(weaviate_url="http://127.0.0.1:1"))
     started = time.monotonic()
@@ -357,7 +354,7 @@ def test_weaviate_down_is_unavailable_quickly(params):
 
 def test_a_search_stuck_on_a_vanished_weaviate_is_unavailable_after_one_probe(params):
     from twin_ops.config import Settings
-    from twin_ops.serving.retrieval import Retriever
+    from twin_ops.rag.retrieve import Retriever
 
     timeouts = params.serving.timeouts.model_copy(update={"health_s": 0.5})
     fast = params.model_copy(update={"serving": params.serving.model_copy(update={"timeouts": timeouts})})

@@ -5,31 +5,19 @@ from __future__ import annotations
 
 import pytest
 
+from twin_ops.errors import InvalidRequest
+from twin_ops.llm import ModelSource, Sampling
+from twin_ops.rag import Passage
 from twin_ops.registry.store import Registry, RegistryError
-from twin_ops.serving.errors import InvalidRequest
-from twin_ops.serving.generation import ModelChoice, TextGenerator, choose_model, generate_requests
-from twin_ops.serving.records import GenerationRequest, Passage, Sampling, StreamEnd
+from twin_ops.serving.generation import TextGenerator, choose_model, generate_requests
+from twin_ops.serving.records import GenerationRequest, StreamEnd
 
 GREEDY = Sampling(max_tokens=6, temperature=0.0, top_p=1.0)
 
 
 @pytest.fixture(scope="module")
-def tokenizer_source(params, paths):
-    from twin_ops.training.base_model import resolve_base_model
-
-    return resolve_base_model(params.training.base_model, paths.cache)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory, tokenizer_source):
-    from twin_ops.training.tiny import build_tiny_model
-
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", tokenizer_source)
-
-
-@pytest.fixture(scope="module")
-def generator(params, tiny):
-    return TextGenerator(params, ModelChoice(version="tiny", path=str(tiny)), "cpu")
+def generator(params, tiny_model):
+    return TextGenerator(params, ModelSource(label="tiny", path=str(tiny_model)), "cpu")
 
 
 def request(question: str, passages: int = 2, sampling: Sampling = GREEDY) -> GenerationRequest:
@@ -67,9 +55,16 @@ def test_streaming_yields_the_same_text_piece_by_piece(generator):
 
 def test_closing_a_stream_early_stops_the_generation(generator):
     long = Sampling(max_tokens=200, temperature=0.0, top_p=1.0)
-    stream = generator.stream(generator.prepare(request("Go on.", sampling=long)))
+    prepared = generator.prepare(request("Go on.", sampling=long))
+    before = generator.llm.streamed_tokens
+    whole = list(generator.stream(prepared))  # read to the end: how long this answer runs
+    full_steps = generator.llm.streamed_tokens - before
+    assert isinstance(whole[-1], StreamEnd) and full_steps >= 50
+    before = generator.llm.streamed_tokens
+    stream = generator.stream(prepared)
     next(stream)
-    stream.close()  # the client went away: must return promptly, not after 200 tokens
+    stream.close()  # the client went away: the generation must stop, not run its 200 tokens
+    assert generator.llm.streamed_tokens - before < full_steps // 2
 
 
 def test_the_context_goes_into_the_last_user_turn_within_the_budget(params, generator):
@@ -80,15 +75,15 @@ def test_the_context_goes_into_the_last_user_turn_within_the_budget(params, gene
     assert "[1] Post 0" in text and "What about the pump?" in text
 
 
-def test_production_alias_picks_the_model_and_only_a_missing_production_falls_back(params, paths, tiny, tmp_path):
+def test_production_alias_picks_the_model_and_only_a_missing_production_falls_back(params, paths, tiny_model, tmp_path):
     name = params.serving.model_name
     registry = Registry(tmp_path / "models")
     fallback = choose_model(params, paths.root, registry.root, paths.cache, "production")
-    assert fallback.version == f"base:{params.training.base_model}"
-    registry.register(name, "base", merged_path=tiny)
+    assert fallback.label == f"base:{params.training.base_model}"
+    registry.register(name, "base", merged_path=tiny_model)
     registry.promote(name)
     chosen = choose_model(params, paths.root, registry.root, paths.cache, "production")
-    assert chosen == ModelChoice(version=f"{name}:v1", path=str(tiny))
+    assert chosen == ModelSource(label=f"{name}:v1", path=str(tiny_model))
     with pytest.raises(RegistryError):  # an explicit version is never silently replaced
         choose_model(params, paths.root, registry.root, paths.cache, "7")
     registry.register(name, "base", merged_path=tmp_path / "deleted")
@@ -96,18 +91,18 @@ def test_production_alias_picks_the_model_and_only_a_missing_production_falls_ba
         choose_model(params, paths.root, registry.root, paths.cache, "2")
 
 
-def test_an_adapter_version_is_loaded_on_its_base_and_merged(params, paths, tiny, tmp_path):
+def test_an_adapter_version_is_loaded_on_its_base_and_merged(params, paths, tiny_model, tmp_path):
     from peft import LoraConfig, get_peft_model
 
-    from twin_ops.training.base_model import load_model
+    from twin_ops.llm import load_model
 
     adapter = tmp_path / "adapter"
     lora = LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
-    get_peft_model(load_model(str(tiny), "cpu"), lora).save_pretrained(adapter)
+    get_peft_model(load_model(str(tiny_model), "cpu"), lora).save_pretrained(adapter)
     registry = Registry(tmp_path / "models")
-    registry.register(params.serving.model_name, str(tiny), adapter_path=adapter)
+    registry.register(params.serving.model_name, str(tiny_model), adapter_path=adapter)
     choice = choose_model(params, paths.root, registry.root, paths.cache, "1")
-    assert choice.path == str(tiny) and choice.adapter == str(adapter)
+    assert choice.path == str(tiny_model) and choice.adapter == str(adapter)
     loaded = TextGenerator(params, choice, "cpu")
     assert not hasattr(loaded.model, "peft_config")  # merged: plain model at inference
     assert generate_requests([(loaded, request("Why?"))])[0].completion_tokens > 0
@@ -118,8 +113,8 @@ def test_a_configured_cross_encoder_reorders_the_passages(params, tmp_path):
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from twin_ops.features.embed import resolve_model
-    from twin_ops.serving.retrieval import Retriever
+    from twin_ops.llm import resolve_model
+    from twin_ops.rag.retrieve import Retriever
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model(params.features.embedding_model))
     torch.manual_seed(0)
@@ -134,9 +129,8 @@ def test_a_configured_cross_encoder_reorders_the_passages(params, tmp_path):
     folder = tmp_path / "cross-encoder"
     BertForSequenceClassification(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    retrieval = params.serving.retrieval.model_copy(update={"reranker": str(folder)})
     with_reranker = params.model_copy(
-        update={"serving": params.serving.model_copy(update={"retrieval": retrieval, "device": "cpu"})}
+        update={"rag": params.rag.model_copy(update={"reranker": str(folder), "device": "cpu"})}
     )
     retriever = Retriever(with_reranker, [])
     passages = [Passage(str(n), "a", f"T{n}", "u", f"text number {n} about boats", 1.0 - n / 10) for n in range(5)]

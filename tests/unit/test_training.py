@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from twin_ops.config import Paths, load_params
+from twin_ops.llm import resolve_model
 from twin_ops.training import artifacts
-from twin_ops.training.base_model import resolve_base_model
 from twin_ops.training.container import training_spec
 from twin_ops.training.train import (
     is_finished,
@@ -148,8 +148,8 @@ def test_container_spec_needs_the_datasets(tmp_path):
 
 
 def test_base_model_resolution_passes_hub_ids_and_paths_through(tmp_path):
-    assert resolve_base_model("HuggingFaceTB/SmolLM2-135M-Instruct", tmp_path) == "HuggingFaceTB/SmolLM2-135M-Instruct"
-    assert resolve_base_model(str(tmp_path), tmp_path) == str(tmp_path.resolve())
+    assert resolve_model("HuggingFaceTB/SmolLM2-135M-Instruct", tmp_path) == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert resolve_model(str(tmp_path), tmp_path) == str(tmp_path.resolve())
 
 
 def test_loss_summary_averages_a_fifth_at_each_end():

@@ -20,7 +20,6 @@ from pathlib import Path
 import pandas as pd
 
 from twin_ops.config import Params, Paths, Settings
-from twin_ops.datasets.generate import generate_chat
 from twin_ops.datasets.instructions import (
     InstructionSource,
     back_translation_messages,
@@ -100,26 +99,19 @@ def dedupe_passages(passages: list[Passage]) -> list[Passage]:
 
 
 class LocalModel:
-    """The base model, loaded once for both instructions and rejected answers."""
+    """The base model, loaded once for both instructions and rejected answers (twin_ops.llm)."""
 
     def __init__(self, params: Params, paths: Paths) -> None:
-        from twin_ops.training.base_model import load_model, load_tokenizer, pick_device, resolve_base_model
+        from twin_ops.llm import GenerationDefaults, load, pick_device
+        from twin_ops.llm.resolve import base_source
 
-        path = resolve_base_model(params.training.base_model, paths.cache, log=log.info)
-        self.device = pick_device(params.training.device)
-        self.tokenizer = load_tokenizer(path)
-        self.model = load_model(path, self.device).to(self.device)
+        source = base_source(params.training.base_model, paths.cache)
+        self.model = load(source, pick_device(params.training.device), GenerationDefaults.from_params(params.llm))
         self.batch_size = params.datasets.generation_batch_size
 
     def chat(self, conversations, max_new_tokens: int, on_batch: Callable[[int], None] | None = None) -> list[str]:
-        return generate_chat(
-            self.model,
-            self.tokenizer,
-            conversations,
-            max_new_tokens=max_new_tokens,
-            batch_size=self.batch_size,
-            on_batch=on_batch,
-        )
+        turns = [[(message["role"], message["content"]) for message in conversation] for conversation in conversations]
+        return self.model.chat(turns, max_new_tokens=max_new_tokens, batch_size=self.batch_size, on_batch=on_batch)
 
 
 def write_instructions(

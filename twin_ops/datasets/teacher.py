@@ -22,6 +22,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 from twin_ops.config import TeacherParams
 from twin_ops.datasets.instructions import back_translation_messages
 from twin_ops.datasets.passages import Passage
+from twin_ops.errors import ServiceUnavailable
 
 SCHEMA = {
     "type": "object",
@@ -32,7 +33,7 @@ SCHEMA = {
 FORMAT_HINT = 'Reply with JSON only: {"instruction": "<the question>"}.'
 
 
-class TeacherUnavailable(RuntimeError):
+class TeacherUnavailable(ServiceUnavailable, RuntimeError):
     """The teacher was chosen but cannot be used (no endpoint configured)."""
 
 

@@ -1,48 +1,36 @@
 """Retrieval-grounded answers: the passages a served twin would see, and how an answer uses them.
 
-Retrieval runs only against a Weaviate that is already up (``twin-ops services up`` or
+Retrieval is twin_ops.rag's, the served twin's own path (same search, author filter, k and
+fusion), with one difference: the held-out answer's own document is never retrieved (it would
+leak the answer). It runs only against a Weaviate that is already up (``twin-ops services up`` or
 WEAVIATE_URL); evaluation never starts one. Without it, prompts carry no context and the context
 metrics are skipped with a note in the report.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+
+from rouge_score import rouge_scorer
 
 from twin_ops.config import Params, Settings
 from twin_ops.evaluation.samples import Sample
 from twin_ops.evaluation.stylometry import FUNCTION_WORDS, words
+from twin_ops.llm import LoadedModel
+from twin_ops.rag import Passage, Prompt, Retriever, build_prompt
 
-Log = Callable[[str], None]
+log = logging.getLogger(__name__)
 CITATION = re.compile(r"\[(\d+)\]")
-
-
-@dataclass(frozen=True)
-class Passage:
-    title: str
-    url: str
-    text: str
-    document_id: str
+Expand = Callable[[str, int], list[str]]
+_ROUGE = rouge_scorer.RougeScorer(["rougeL"])
 
 
 def rouge_l_f1(candidate: str, reference: str) -> float:
-    """ROUGE-L F1 on lower-cased words (longest common subsequence)."""
-    a, b = words(candidate), words(reference)
-    if not a or not b:
-        return 0.0
-    previous = [0] * (len(b) + 1)
-    for token in a:
-        current = [0]
-        for j, other in enumerate(b, start=1):
-            current.append(previous[j - 1] + 1 if token == other else max(previous[j], current[j - 1]))
-        previous = current
-    lcs = previous[-1]
-    if lcs == 0:
-        return 0.0
-    precision, recall = lcs / len(a), lcs / len(b)
-    return 2 * precision * recall / (precision + recall)
+    """ROUGE-L F1 (longest common subsequence of lower-cased word tokens), by rouge-score."""
+    return float(_ROUGE.score(reference, candidate)["rougeL"].fmeasure)
 
 
 def content_words(text: str) -> list[str]:
@@ -67,20 +55,6 @@ def cites(answer: str, passages: Sequence[Passage]) -> bool:
     return any(len(p.title) > 3 and p.title.lower() in lowered for p in passages)
 
 
-def context_block(passages: Sequence[Passage], max_chars: int) -> str:
-    """Numbered passages, as the serving prompt has them, cut to ``max_chars`` in rank order."""
-    parts, left = [], max_chars
-    for number, passage in enumerate(passages, start=1):
-        block = f"[{number}] {passage.title}\n{passage.text}"
-        if len(block) > left:
-            if left > 100:
-                parts.append(block[:left])
-            break
-        parts.append(block)
-        left -= len(block) + 2
-    return "\n\n".join(parts)
-
-
 def weaviate_reachable(params: Params, settings: Settings) -> bool:
     from twin_ops.services import weaviate as weaviate_service
 
@@ -90,44 +64,60 @@ def weaviate_reachable(params: Params, settings: Settings) -> bool:
 
 
 def retrieve(
-    params: Params, settings: Settings, author_id: str, samples: Sequence[Sample], embedder, log: Log = print
+    params: Params,
+    settings: Settings,
+    author_id: str,
+    samples: Sequence[Sample],
+    embedder,
+    expand: Expand | None = None,
 ) -> tuple[dict[str, list[Passage]] | None, str]:
-    """Passages per sample id, or None and the reason retrieval was skipped."""
-    evaluation = params.evaluation
-    if not evaluation.retrieval:
+    """Passages per sample id through the served twin's RAG path, or None and why it was skipped.
+
+    ``expand`` writes query rephrasings (the contender's model) when ``rag.query_expansions`` is on.
+    """
+    if not params.evaluation.retrieval:
         return None, "retrieval off (evaluation.retrieval: false): context metrics skipped"
     if not weaviate_reachable(params, settings):
         return None, "Weaviate is not running (`twin-ops services up`): context metrics skipped"
-    from twin_ops.features.search import search
-    from twin_ops.services.weaviate import connect
+    if params.rag.query_expansions and expand is None:
+        raise ValueError("rag.query_expansions is on: retrieval needs the contender's model to expand queries")
 
-    # Ask for more than k: the held-out answer's own document is dropped (it would leak the answer).
-    fetch = min(params.features.search.max_k, evaluation.retrieval_k * 3)
+    async def embed(texts: list[str]) -> list[list[float]]:
+        return embedder.encode(texts).tolist()
+
+    async def rephrase(question: str, n: int) -> list[str]:
+        return expand(question, n) if expand else []
+
+    retriever = Retriever(params, [], settings)
+    exclude = params.evaluation.exclude_source_document
     found: dict[str, list[Passage]] = {}
     try:
-        with connect(params, settings) as client:
-            for sample in samples:
-                hits = search(client, embedder, params.features, sample.instruction, author_id, k=fetch)
-                passages = [
-                    Passage(hit.title, hit.url, hit.text, hit.document_id)
-                    for hit in hits
-                    if not (evaluation.exclude_source_document and hit.document_id == sample.source_document_id)
-                ]
-                found[sample.id] = passages[: evaluation.retrieval_k]
+        for sample in samples:
+            retrieval = asyncio.run(
+                retriever.retrieve(
+                    sample.instruction,
+                    author_id,
+                    None,
+                    embed,
+                    rephrase,
+                    exclude_document=sample.source_document_id if exclude else None,
+                )
+            )
+            found[sample.id] = list(retrieval.passages)
     except Exception as exc:  # a missing collection or a dropped server: evaluate without context
         return None, f"retrieval failed ({type(exc).__name__}: {exc}): context metrics skipped"
+    finally:
+        retriever.close()
     if not any(found.values()):
         return None, f"retrieval found no passages of {author_id} (features not indexed?): context metrics skipped"
     return found, f"retrieval: {sum(map(len, found.values()))} passages for {len(found)} samples from Weaviate"
 
 
-def grounded_prompt(params: Params, sample: Sample, passages: Sequence[Passage] | None) -> list[dict[str, str]]:
-    """The user turn a served twin would get: the serving prompt template with context, else the bare instruction."""
-    if not passages:
-        return [{"role": "user", "content": sample.instruction}]
-    context = context_block(passages, params.evaluation.context_max_chars)
-    content = params.serving.generation.prompt_template.format(context=context, question=sample.instruction)
-    return [{"role": "user", "content": content}]
+def grounded_prompt(model: LoadedModel, params: Params, sample: Sample, passages: Sequence[Passage] | None) -> Prompt:
+    """The token ids a served twin would be fed for this sample's question: twin_ops.rag's prompt
+    builder, the served model's chat template, ``rag.context_token_budget``."""
+    messages = [("user", sample.instruction)]
+    return build_prompt(model, messages, passages or (), params.rag, params.evaluation.max_new_tokens)
 
 
 def grounding_metrics(

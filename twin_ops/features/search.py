@@ -31,9 +31,14 @@ def search(
     author: str | None,
     k: int | None = None,
     alpha: float | None = None,
+    *,
+    exclude_document: str | None = None,
 ) -> list[SearchHit]:
-    """Top-k chunks for the query; ``alpha`` 0 is keyword only, 1 vector only."""
-    from weaviate.classes.query import Filter, MetadataQuery
+    """Top-k chunks for the query; ``alpha`` 0 is keyword only, 1 vector only.
+
+    ``exclude_document`` leaves one document's chunks out (evaluation's held-out post).
+    """
+    from weaviate.classes.query import MetadataQuery
 
     k = params.search.default_k if k is None else k
     alpha = params.search.default_alpha if alpha is None else alpha
@@ -50,7 +55,7 @@ def search(
         alpha=alpha,
         limit=k,
         query_properties=["text", "title"],
-        filters=Filter.by_property("author_id").equal(author) if author else None,
+        filters=_filters(author, exclude_document),
         return_metadata=MetadataQuery(score=True),
     )
     return [
@@ -66,3 +71,14 @@ def search(
         )
         for obj in result.objects
     ]
+
+
+def _filters(author: str | None, exclude_document: str | None):
+    from weaviate.classes.query import Filter
+
+    parts = []
+    if author:
+        parts.append(Filter.by_property("author_id").equal(author))
+    if exclude_document:
+        parts.append(Filter.by_property("document_id").not_equal(exclude_document))
+    return Filter.all_of(parts) if len(parts) > 1 else parts[0] if parts else None

@@ -13,11 +13,12 @@ status, so the official client raises its usual exception classes with our messa
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, Literal, Protocol
 
 from fastapi import Depends, FastAPI, Request
@@ -26,25 +27,18 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from twin_ops.config import Params
-from twin_ops.serving.errors import (
+from twin_ops.errors import (
     InvalidRequest,
     NotFound,
+    RequestError,
     RequestTooLarge,
-    ServingError,
     Unauthorized,
     Unavailable,
+    UpstreamTimeout,
 )
-from twin_ops.serving.records import (
-    Generation,
-    GenerationRequest,
-    Health,
-    Passage,
-    Retrieval,
-    Sampling,
-    StreamEnd,
-    StreamStart,
-)
-from twin_ops.serving.retrieval import with_timeout
+from twin_ops.llm import Sampling
+from twin_ops.rag import Passage, Retrieval
+from twin_ops.serving.records import Generation, GenerationRequest, Health, ServedPrompt, StreamEnd, StreamStart
 
 StreamEvent = StreamStart | str | StreamEnd
 
@@ -57,6 +51,16 @@ class Backend(Protocol):
     def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]: ...
 
     async def health(self) -> Health: ...
+
+    async def prompt(self, request: GenerationRequest) -> ServedPrompt: ...
+
+
+async def with_timeout(awaitable: Awaitable, seconds: float, what: str):
+    """Await with a deadline; past it a 504 that names the step (never a hang)."""
+    try:
+        return await asyncio.wait_for(awaitable, seconds)
+    except TimeoutError as exc:
+        raise UpstreamTimeout(f"{what} took longer than {seconds:g}s") from exc
 
 
 # --- request and response bodies ----------------------------------------------------------------
@@ -104,6 +108,15 @@ class Source(BaseModel):
     title: str
     url: str
     score: float
+
+
+class PromptResponse(BaseModel):
+    """The token ids the served model would be fed for a /rag request (a test and debugging aid)."""
+
+    model_version: str
+    input_ids: list[int]
+    context_used: int
+    sources: list[Source]
 
 
 class RagResponse(BaseModel):
@@ -175,11 +188,11 @@ def sources_of(passages: tuple[Passage, ...], used: int) -> list[Source]:
     return list(best.values())
 
 
-def error_body(error: ServingError) -> dict[str, Any]:
+def error_body(error: RequestError) -> dict[str, Any]:
     return {"error": {"message": error.message, "type": error.kind, "code": error.status}}
 
 
-def error_response(error: ServingError) -> JSONResponse:
+def error_response(error: RequestError) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, Unauthorized) else None
     return JSONResponse(error_body(error), status_code=error.status, headers=headers)
 
@@ -193,6 +206,7 @@ class Limits:
 
     def __init__(self, params: Params) -> None:
         self.serving = params.serving
+        self.rag = params.rag
 
     def query(self, text: str, what: str = "query") -> str:
         limit = self.serving.limits.max_query_chars
@@ -205,7 +219,7 @@ class Limits:
         return text
 
     def k(self, k: int | None) -> int | None:
-        limit = self.serving.retrieval.max_k
+        limit = self.rag.max_k
         if k is not None and k > limit:
             raise InvalidRequest(f"k must be between 1 and {limit}, got {k}")
         return k
@@ -252,8 +266,8 @@ def create_api(backend: Backend, params: Params, api_key: str | None = None) -> 
         summary=f"The {serving.author} twin: retrieval-augmented answers in the author's voice.",
     )
 
-    @app.exception_handler(ServingError)
-    async def serving_error(request: Request, exc: ServingError) -> JSONResponse:
+    @app.exception_handler(RequestError)
+    async def serving_error(request: Request, exc: RequestError) -> JSONResponse:
         return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
@@ -289,7 +303,7 @@ def create_api(backend: Backend, params: Params, api_key: str | None = None) -> 
     async def health() -> JSONResponse:
         try:
             state = await with_timeout(backend.health(), timeouts.health_s, "health check")
-        except ServingError as exc:
+        except RequestError as exc:
             state = Health(ok=False, model=None, weaviate="unknown", reasons=(exc.message,))
         body = HealthBody(
             status="ok" if state.ok else "unavailable",
@@ -348,6 +362,24 @@ def create_api(backend: Backend, params: Params, api_key: str | None = None) -> 
             model_version=answer.model_version,
         )
 
+    if serving.generation.expose_prompt_ids:
+
+        @app.post("/v1/debug/prompt", response_model=PromptResponse, dependencies=authorized)
+        async def prompt(body: RagRequest) -> PromptResponse:
+            """Only with ``serving.generation.expose_prompt_ids: true`` (tests): proves the served
+            prompt equals the evaluation's, token for token. Off in production."""
+            query = limits.query(body.query)
+            sampling = limits.sampling(body.max_tokens, body.temperature, None)
+            found = await retrieve(query, body.author, limits.k(body.k))
+            request = GenerationRequest(messages=(("user", query),), passages=found.passages, sampling=sampling)
+            served = await with_timeout(backend.prompt(request), timeouts.generation_s, "prompt")
+            return PromptResponse(
+                model_version=served.model_version,
+                input_ids=list(served.input_ids),
+                context_used=served.context_used,
+                sources=sources_of(found.passages, served.context_used),
+            )
+
     return app
 
 
@@ -389,7 +421,7 @@ async def _stream(
                     yield chunk({}, event.finish_reason)
                 elif event:
                     yield chunk({"content": event})
-        except ServingError as exc:
+        except RequestError as exc:
             yield _sse(error_body(exc))
         finally:
             await events.aclose()

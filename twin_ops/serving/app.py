@@ -26,24 +26,19 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from twin_ops.config import Params, Settings, load_params, resolve_paths
+from twin_ops.errors import RequestError, Unavailable
+from twin_ops.llm import pick_device
+from twin_ops.rag import Retrieval
 from twin_ops.serving.api import StreamEvent, create_api
 from twin_ops.serving.batching import AdaptiveBatcher
-from twin_ops.serving.errors import ServingError, Unavailable, as_serving_error
+from twin_ops.serving.errors import as_serving_error
 from twin_ops.serving.generation import (
     TextGenerator,
     choose_model,
     generate_requests,
-    pick_device,
     require_loaded,
 )
-from twin_ops.serving.records import (
-    Generation,
-    GenerationRequest,
-    Health,
-    ModelInfo,
-    Retrieval,
-    StreamStart,
-)
+from twin_ops.serving.records import Generation, GenerationRequest, Health, ModelInfo, ServedPrompt, StreamStart
 
 log = logging.getLogger("ray.serve")
 T = TypeVar("T")
@@ -59,7 +54,7 @@ def _replica_gone_errors() -> tuple[type[BaseException], ...]:
 
 async def call(make: Callable[[], Awaitable[T]], what: str, backoff_s: float) -> T:
     """Await a handle call; retry it while the replica is gone (Ray restarts it), and turn an
-    error from the other side into its ServingError (4xx/503) instead of a bare 500.
+    error from the other side into its RequestError (4xx/503) instead of a bare 500.
 
     Every request is read-only (retrieval, generation), so a retry is always safe. The caller's
     deadline (api.py's timeouts) ends the retries: this loop never waits forever by itself.
@@ -77,7 +72,7 @@ async def call(make: Callable[[], Awaitable[T]], what: str, backoff_s: float) ->
         except gone as exc:
             log.warning("%s: replica unavailable (%s); retrying in %.1fs", what, type(exc).__name__, backoff_s)
             await asyncio.sleep(backoff_s)
-        except ServingError:
+        except RequestError:
             raise
         except Exception as exc:
             error = as_serving_error(exc)
@@ -158,7 +153,7 @@ class Generator:
 
     async def generate(self, request: GenerationRequest) -> Generation:
         result = await self.batcher.submit((self._model(), request))
-        if isinstance(result, ServingError):
+        if isinstance(result, RequestError):
             raise result
         return result
 
@@ -172,6 +167,9 @@ class Generator:
                 yield event
         finally:
             await asyncio.to_thread(pieces.close)
+
+    async def prompt(self, request: GenerationRequest) -> ServedPrompt:
+        return await asyncio.to_thread(self._model().served_prompt, request)
 
     async def expand(self, query: str, n: int) -> list[str]:
         return await asyncio.to_thread(self._model().expand, query, n)
@@ -190,8 +188,8 @@ class Generator:
 @serve.deployment(name="Retriever", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=128)
 class Retriever:
     def __init__(self, params: Params, root: str, embedder: DeploymentHandle, generator: DeploymentHandle) -> None:
-        from twin_ops.serving.retrieval import Retriever as Core
-        from twin_ops.serving.retrieval import known_authors
+        from twin_ops.rag.retrieve import Retriever as Core
+        from twin_ops.rag.retrieve import known_authors
 
         self.params = params
         self.core = Core(params, known_authors(Path(root) / params.collect.authors_dir))
@@ -239,23 +237,26 @@ class RayBackend:
         try:
             async for event in started["events"]:
                 yield event
-        except ServingError:
+        except RequestError:
             raise
         except Exception as exc:
             raise as_serving_error(exc) or Unavailable(f"generation stream broke: {type(exc).__name__}: {exc}") from exc
+
+    async def prompt(self, request: GenerationRequest) -> ServedPrompt:
+        return await call(lambda: self.generator.prompt.remote(request), "prompt", self.backoff)
 
     async def health(self) -> Health:
         model: ModelInfo | None = None
         reasons: list[str] = []
         try:
             model = await call(lambda: self.generator.info.remote(), "model info", self.backoff)
-        except ServingError as exc:
+        except RequestError as exc:
             reasons.append(f"model: {exc.message}")
         if model is not None and not model.loaded:
             reasons.append(f"model: not loaded ({model.error or 'loading'})")
         try:
             weaviate = await call(lambda: self.retriever.ping.remote(), "weaviate check", self.backoff)
-        except ServingError as exc:
+        except RequestError as exc:
             weaviate = exc.message
         if weaviate != "ok":
             reasons.append(weaviate)

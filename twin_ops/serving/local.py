@@ -12,10 +12,12 @@ from pathlib import Path
 
 from twin_ops.config import Params, Settings
 from twin_ops.features.embed import Embedder
+from twin_ops.llm import pick_device
+from twin_ops.rag import Retrieval
+from twin_ops.rag.retrieve import Retriever, known_authors
 from twin_ops.serving.api import StreamEvent
-from twin_ops.serving.generation import TextGenerator, choose_model, pick_device
-from twin_ops.serving.records import Generation, GenerationRequest, Health, ModelInfo, Retrieval, StreamStart
-from twin_ops.serving.retrieval import Retriever, known_authors
+from twin_ops.serving.generation import TextGenerator, choose_model
+from twin_ops.serving.records import Generation, GenerationRequest, Health, ModelInfo, ServedPrompt, StreamStart
 
 
 class LocalBackend:
@@ -64,6 +66,9 @@ class LocalBackend:
                 yield event
         finally:
             await asyncio.to_thread(pieces.close)
+
+    async def prompt(self, request: GenerationRequest) -> ServedPrompt:
+        return await asyncio.to_thread(self.generator.served_prompt, request)
 
     async def health(self) -> Health:
         weaviate = await asyncio.to_thread(self.retriever.ping)

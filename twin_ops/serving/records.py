@@ -8,32 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-
-@dataclass(frozen=True)
-class Passage:
-    """One retrieved chunk, in rank order."""
-
-    chunk_id: str
-    author_id: str
-    title: str
-    url: str
-    text: str
-    score: float
-
-
-@dataclass(frozen=True)
-class Retrieval:
-    author: str | None  # the author the search was filtered to (None = all authors)
-    author_source: str  # "request", "query" (self-query found it) or "default"
-    queries: tuple[str, ...]  # the question plus its expansions
-    passages: tuple[Passage, ...]
-
-
-@dataclass(frozen=True)
-class Sampling:
-    max_tokens: int
-    temperature: float  # 0 = greedy
-    top_p: float
+from twin_ops.llm.model import Sampling
+from twin_ops.rag.records import Passage
 
 
 @dataclass(frozen=True)
@@ -51,6 +27,13 @@ class Generation:
     completion_tokens: int
     context_used: int  # how many of the passages fitted the context budget (the answer's sources)
     model_version: str
+
+
+@dataclass(frozen=True)
+class ServedPrompt:
+    model_version: str
+    input_ids: tuple[int, ...]
+    context_used: int
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from typing import Any
 from twin_ops.config import Params, Paths, Settings
 from twin_ops.quality.frames import DatasetNotFound
 from twin_ops.services import docker_engine
-from twin_ops.training.base_model import Log
+from twin_ops.training.train import Log
 
 WORKSPACE = "/workspace"
 CACHE = "/cache/twin-ops"

@@ -13,18 +13,22 @@ import hashlib
 import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from twin_ops.config import Params, Paths
 from twin_ops.datasets import formats
+from twin_ops.errors import InputError
+from twin_ops.llm import load_model, load_tokenizer, pick_device, resolve_model
 from twin_ops.training import artifacts
-from twin_ops.training.base_model import Log, load_model, load_tokenizer, pick_device, resolve_base_model
 from twin_ops.training.progress import ProgressCallback, Report
 
+Log = Callable[[str], None]
 
-class NothingToTrain(ValueError):
+
+class NothingToTrain(InputError, ValueError):
     """No training sample has a token left to learn from (bad lengths, not a transient failure)."""
 
 
@@ -212,7 +216,7 @@ def train(
     started = time.perf_counter()
     t = params.training
     device = pick_device(t.device)
-    base_path = resolve_base_model(t.base_model, paths.cache, log)
+    base_path = resolve_model(t.base_model, paths.cache)
     files = formats.split_files(paths, stage, author_id)
     hashes = formats.content_hashes(files)
     data = formats.load_stage_data(files, stage)
@@ -226,7 +230,7 @@ def train(
     # LoRA weights are drawn when the trainer wraps the model, before the Trainer seeds itself.
     set_seed(t.seed)
     tokenizer = load_tokenizer(base_path)
-    model = load_model(base_path, device, load_in_4bit=t.load_in_4bit, log=log)
+    model = load_model(base_path, device, load_in_4bit=t.load_in_4bit)
     args = trainer_args(stage, params, out / "checkpoints", device)
     callbacks = [ProgressCallback(stage, report or (lambda step: log(step.line())))]
     common = dict(

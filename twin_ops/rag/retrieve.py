@@ -2,7 +2,7 @@
 
 The steps that need a model (embedding, expansion) are passed in as async callables, so the same
 code runs inside the Ray Retriever deployment (calling the Embedder and Generator deployments,
-which batch) and in one process (the benchmark's baseline, calling the models directly).
+which batch), in one process (the benchmark's baseline) and in evaluation (models called directly).
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ import numpy as np
 import yaml
 
 from twin_ops.config import Params, Settings
+from twin_ops.errors import InvalidRequest, NotFound, Unavailable
 from twin_ops.features.search import BadQuery, SearchHit, search
-from twin_ops.serving.errors import InvalidRequest, NotFound, Unavailable, UpstreamTimeout
-from twin_ops.serving.records import Passage, Retrieval
+from twin_ops.llm import LoadedModel, Sampling
+from twin_ops.rag.records import Passage, Retrieval
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +81,25 @@ def fuse(hit_lists: Sequence[Sequence[SearchHit]]) -> list[Passage]:
 
 def _passage(hit: SearchHit, score: float) -> Passage:
     return Passage(
-        chunk_id=hit.chunk_id, author_id=hit.author_id, title=hit.title, url=hit.url, text=hit.text, score=score
+        chunk_id=hit.chunk_id,
+        author_id=hit.author_id,
+        title=hit.title,
+        url=hit.url,
+        text=hit.text,
+        score=score,
+        document_id=hit.document_id,
     )
+
+
+def expand_query(model: LoadedModel, question: str, n: int, params: Params) -> list[str]:
+    """``n`` rephrasings of the question written by ``model`` (sampled), for query expansion."""
+    rag = params.rag
+    ids = model.render([("user", rag.expansion_template.format(question=question))])
+    sampling = Sampling(
+        max_tokens=rag.expansion_max_tokens, temperature=rag.expansion_temperature, top_p=rag.expansion_top_p
+    )
+    completions = model.generate([ids] * n, [sampling] * n)
+    return [completion.text.split("\n")[0].strip() for completion in completions]
 
 
 class _GivenVectors:
@@ -101,8 +119,8 @@ def weaviate_url(params: Params, settings: Settings) -> str:
 def connect_weaviate(params: Params, settings: Settings | None = None):
     """A client for the configured server, never a new embedded one.
 
-    services.weaviate.connect() starts an embedded server when none runs; a serving replica must
-    instead report the server as unavailable (503) and keep trying on later requests.
+    services.weaviate.connect() starts an embedded server when none runs; a serving replica (or
+    an evaluation) must instead report the server as unavailable and keep its own state.
     """
     from twin_ops.services import weaviate as weaviate_service
 
@@ -125,13 +143,12 @@ class Retriever:
         self.authors = list(authors)
         self._client = None
         self.reranker = None
-        if params.serving.retrieval.reranker:
+        if params.rag.reranker:
             from sentence_transformers import CrossEncoder
 
-            from twin_ops.features.embed import pick_device, resolve_model
+            from twin_ops.llm import pick_device, resolve_model
 
-            name = params.serving.retrieval.reranker
-            self.reranker = CrossEncoder(resolve_model(name), device=pick_device(params.serving.device))
+            self.reranker = CrossEncoder(resolve_model(params.rag.reranker), device=pick_device(params.rag.device))
 
     # --- Weaviate -------------------------------------------------------------------------------
 
@@ -140,7 +157,7 @@ class Retriever:
             self._client = connect_weaviate(self.params, self.settings)
         return self._client
 
-    def drop_client(self) -> None:
+    def close(self) -> None:
         client, self._client = self._client, None
         if client is not None:
             try:
@@ -155,31 +172,53 @@ class Retriever:
         except Unavailable as exc:
             return exc.message
         except Exception as exc:
-            self.drop_client()
+            self.close()
             return f"weaviate: {exc}"
         if ready:
             return "ok"
-        self.drop_client()  # the server went away: the next call reconnects, or says why it cannot
+        self.close()  # the server went away: the next call reconnects, or says why it cannot
         return "weaviate: not ready"
 
-    def search_all(self, queries: Sequence[str], vectors: Sequence[list[float]], author: str | None, limit: int):
+    def search_all(
+        self,
+        queries: Sequence[str],
+        vectors: Sequence[list[float]],
+        author: str | None,
+        limit: int,
+        exclude_document: str | None = None,
+    ) -> list[list[SearchHit]]:
         """Hybrid search for each query (blocking: run it in a thread)."""
         embedder = _GivenVectors(dict(zip(queries, vectors, strict=True)))
-        features = self.params.features
-        alpha = self.params.serving.retrieval.alpha
         try:
             client = self.client()
-            return [search(client, embedder, features, query, author, limit, alpha) for query in queries]
+            return [
+                search(
+                    client,
+                    embedder,
+                    self.params.features,
+                    query,
+                    author,
+                    limit,
+                    self.params.rag.alpha,
+                    exclude_document=exclude_document,
+                )
+                for query in queries
+            ]
         except BadQuery as exc:
             raise InvalidRequest(str(exc)) from exc
         except Unavailable:
             raise
         except Exception as exc:  # connection, gRPC or a missing index: all mean "cannot answer now"
-            self.drop_client()
+            self.close()
             raise Unavailable(f"weaviate search failed: {type(exc).__name__}: {exc}") from exc
 
     async def search_watched(
-        self, queries: Sequence[str], vectors: Sequence[list[float]], author: str | None, limit: int
+        self,
+        queries: Sequence[str],
+        vectors: Sequence[list[float]],
+        author: str | None,
+        limit: int,
+        exclude_document: str | None = None,
     ) -> list[list[SearchHit]]:
         """search_all in a thread, probing Weaviate whenever it takes long.
 
@@ -190,14 +229,16 @@ class Retriever:
         from twin_ops.services import weaviate as weaviate_service
 
         probe_s = self.params.serving.timeouts.health_s
-        search = asyncio.ensure_future(asyncio.to_thread(self.search_all, queries, vectors, author, limit))
+        search = asyncio.ensure_future(
+            asyncio.to_thread(self.search_all, queries, vectors, author, limit, exclude_document)
+        )
         while True:
             done, _ = await asyncio.wait({search}, timeout=probe_s)
             if done:
                 return search.result()
             url = weaviate_url(self.params, self.settings)
             if not await asyncio.to_thread(weaviate_service.is_ready, url, probe_s):
-                self.drop_client()
+                self.close()
                 search.add_done_callback(lambda task: task.cancelled() or task.exception())  # outcome not needed
                 raise Unavailable(f"weaviate is not reachable at {url} (it stopped answering during a search)")
 
@@ -207,7 +248,7 @@ class Retriever:
             return passages
         scores = self.reranker.predict([(query, passage.text) for passage in passages])
         rescored = [
-            Passage(p.chunk_id, p.author_id, p.title, p.url, p.text, float(score))
+            Passage(p.chunk_id, p.author_id, p.title, p.url, p.text, float(score), p.document_id)
             for p, score in zip(passages, scores, strict=True)
         ]
         return sorted(rescored, key=lambda passage: -passage.score)
@@ -226,33 +267,34 @@ class Retriever:
         return self.params.serving.author, "default"
 
     async def retrieve(
-        self, query: str, author: str | None, k: int | None, embed: EmbedFn, expand: ExpandFn
+        self,
+        query: str,
+        author: str | None,
+        k: int | None,
+        embed: EmbedFn,
+        expand: ExpandFn,
+        *,
+        exclude_document: str | None = None,
     ) -> Retrieval:
-        retrieval = self.params.serving.retrieval
-        k = retrieval.default_k if k is None else k
-        if not 1 <= k <= retrieval.max_k:
-            raise InvalidRequest(f"k must be between 1 and {retrieval.max_k}, got {k}")
+        """The top-k passages for ``query``. ``exclude_document`` keeps one document out of the
+        results (evaluation: the held-out answer's own post would leak the answer)."""
+        rag = self.params.rag
+        k = rag.default_k if k is None else k
+        if not 1 <= k <= rag.max_k:
+            raise InvalidRequest(f"k must be between 1 and {rag.max_k}, got {k}")
         if not query.strip():
             raise InvalidRequest("query is empty")
         chosen, source = self.choose_author(query, author)
         queries = [query]
-        if retrieval.query_expansions:
-            extra = await expand(query, retrieval.query_expansions)
+        if rag.query_expansions:
+            extra = await expand(query, rag.query_expansions)
             queries += [q for q in dict.fromkeys(extra) if q.strip() and q != query]
         vectors = await embed(queries)
         # Fetch more than k whenever something re-orders the hits (fusion of several lists, a reranker).
-        limit = k if len(queries) == 1 and self.reranker is None else max(k, retrieval.rerank_candidates)
+        limit = k if len(queries) == 1 and self.reranker is None else max(k, rag.rerank_candidates)
         limit = min(limit, self.params.features.search.max_k)
-        hit_lists = await self.search_watched(queries, vectors, chosen, limit)
+        hit_lists = await self.search_watched(queries, vectors, chosen, limit, exclude_document)
         passages = fuse(hit_lists)
         if self.reranker is not None:
             passages = await asyncio.to_thread(self.rerank, query, passages)
         return Retrieval(author=chosen, author_source=source, queries=tuple(queries), passages=tuple(passages[:k]))
-
-
-async def with_timeout(awaitable: Awaitable, seconds: float, what: str):
-    """Await with a deadline; past it a 504 that names the step (never a hang)."""
-    try:
-        return await asyncio.wait_for(awaitable, seconds)
-    except TimeoutError as exc:
-        raise UpstreamTimeout(f"{what} took longer than {seconds:g}s") from exc
