@@ -42,7 +42,9 @@ def indexed(tmp_path, params, paths):
                 client.collections.delete(target)
 
 
-def test_context_comes_from_other_documents_of_the_author(indexed):
+def test_context_comes_from_other_documents_of_the_author(indexed, base_model_dir):
+    from twin_ops import llm
+
     params, documents, embedder = indexed
     held_out = documents[0]
     sample = Sample("s1", f"Write about {held_out.title}.", held_out.content[:400], held_out.id)
@@ -50,12 +52,15 @@ def test_context_comes_from_other_documents_of_the_author(indexed):
     assert found is not None, note
     assert note.startswith("retrieval:")
     passages = found["s1"]
-    assert 1 <= len(passages) <= params.evaluation.retrieval_k
+    assert 1 <= len(passages) <= params.rag.default_k
     assert all(p.document_id != held_out.id for p in passages)  # the answer's own post is excluded
     assert {p.document_id for p in passages} <= {d.id for d in documents[1:]}
-    prompt = grounding.grounded_prompt(params, sample, passages)[0]["content"]
-    assert f"[1] {passages[0].title}" in prompt and sample.instruction in prompt
-    assert len(prompt) <= params.evaluation.context_max_chars + len(params.serving.generation.prompt_template) + 200
+    model = llm.load(llm.ModelSource("base", base_model_dir), "cpu")
+    prompt = grounding.grounded_prompt(model, params, sample, passages)
+    text = model.tokenizer.decode(list(prompt.input_ids))
+    assert f"[1] {passages[0].title}" in text and sample.instruction in text
+    template = model.count_tokens(params.rag.prompt_template) + model.count_tokens(sample.instruction)
+    assert len(prompt.input_ids) <= params.rag.context_token_budget + template + 32  # + the chat template's tokens
 
     # The same sample with leakage allowed gets its own post back (what exclusion prevents).
     leaky = params.model_copy(

@@ -103,7 +103,8 @@ def app(params, paths):
     suffix = uuid.uuid4().hex[:8].capitalize()
     overrides = {
         "features": {"documents_alias": f"ServeDocs{suffix}", "chunks_alias": f"ServeChunks{suffix}"},
-        "serving": {"generation": {"default_max_tokens": MAX_TOKENS}},
+        # expose_prompt_ids: the prompt-identity test reads the served token ids (off in production).
+        "serving": {"generation": {"default_max_tokens": MAX_TOKENS, "expose_prompt_ids": True}},
     }
     served = load_params(paths.root / "params.yaml", overrides)
     work = Path(tempfile.mkdtemp(prefix="twin-serving-"))
@@ -256,6 +257,43 @@ def test_openapi_schema_and_health_are_published(url):
     assert {"/v1/chat/completions", "/v1/models", "/rag", "/health"} <= set(schema["paths"])
     health = httpx.get(f"{url}/health", timeout=30).json()
     assert health["status"] == "ok" and health["weaviate"] == "ok" and health["model_version"]
+
+
+def test_the_gate_scores_exactly_the_prompt_the_app_serves(app, paths):
+    """Evaluation's grounded prompt (retrieval + prompt builder + chat template, as the gate runs it)
+    equals, token for token, what the running app feeds its model for the same question."""
+    from twin_ops import llm
+    from twin_ops.config import Settings
+    from twin_ops.evaluation import grounding, lm
+    from twin_ops.evaluation.samples import Sample
+    from twin_ops.features.embed import Embedder
+    from twin_ops.registry.store import PRODUCTION, Registry
+
+    url, served, models = app
+    question = "How do you decide when a system is healthy?"
+    production = Registry(models).alias(served.serving.model_name, PRODUCTION)
+    contender = lm.from_version("candidate", production, paths.root, paths.cache)
+    model = llm.load(contender.source, "cpu", llm.GenerationDefaults.from_params(served.llm))
+    embedder = Embedder(served.features.embedding_model, "cpu", served.features.embedding_batch_size)
+    # A held-out sample whose own document is not in the index: exclusion changes nothing here.
+    sample = Sample("s1", question, "", source_document_id="not-indexed")
+    found, note = grounding.retrieve(served, Settings(), WREN, [sample], embedder)
+    assert found is not None, note
+    evaluated = grounding.grounded_prompt(model, served, sample, found["s1"])
+
+    response = httpx.post(
+        f"{url}/v1/debug/prompt", json={"query": question, "author": WREN}, headers=auth(), timeout=60
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model_version"] == contender.label
+    assert body["context_used"] == evaluated.context_used > 0
+    assert body["input_ids"] == list(evaluated.input_ids)
+    assert [source["title"] for source in body["sources"]] == [p.title for p in found["s1"][: evaluated.context_used]]
+    # Behind the API key like every other route; /rag itself never returns a prompt.
+    assert httpx.post(f"{url}/v1/debug/prompt", json={"query": question}, timeout=30).status_code == 401
+    answer = httpx.post(f"{url}/rag", json={"query": question, "author": WREN}, headers=auth(), timeout=120).json()
+    assert "input_ids" not in answer and "prompt" not in answer
 
 
 def test_query_command_prints_the_answer_and_its_sources(url, monkeypatch):

@@ -22,7 +22,15 @@ from twin_ops.rag.retrieve import KnownAuthor, detect_author, fuse
 from twin_ops.serving.api import create_api, sources_of
 from twin_ops.serving.batching import AdaptiveBatcher
 from twin_ops.serving.errors import as_serving_error
-from twin_ops.serving.records import Generation, GenerationRequest, Health, ModelInfo, StreamEnd, StreamStart
+from twin_ops.serving.records import (
+    Generation,
+    GenerationRequest,
+    Health,
+    ModelInfo,
+    ServedPrompt,
+    StreamEnd,
+    StreamStart,
+)
 
 KEY = "unit-key"
 AUTHORS = [KnownAuthor("wren-halvorsen", "Wren Halvorsen"), KnownAuthor("juno-marsh", "Juno Marsh")]
@@ -379,3 +387,19 @@ def test_serve_url_is_the_configured_remote_app_unless_a_local_port_is_named(par
     remote = Settings(twin_ops_serve_url="http://ray-head:8000/")
     assert serve_url(params, settings=remote) == "http://ray-head:8000"
     assert serve_url(params, 8123, settings=remote) == f"http://{params.serving.host}:8123"
+
+
+def test_the_prompt_route_exists_only_when_exposed(params):
+    # Off by default: ordinary API callers never see a prompt.
+    assert client_for(params).post("/v1/debug/prompt", json={"query": "Why?"}, headers=auth()).status_code == 404
+    generation = params.serving.generation.model_copy(update={"expose_prompt_ids": True})
+    exposed = params.model_copy(update={"serving": params.serving.model_copy(update={"generation": generation})})
+    client = client_for(exposed, PromptBackend())
+    assert client.post("/v1/debug/prompt", json={"query": "Why?"}).status_code == 401
+    body = client.post("/v1/debug/prompt", json={"query": "Why?"}, headers=auth()).json()
+    assert body["input_ids"] == [1, 2, 3] and body["context_used"] == 2 and len(body["sources"]) == 2
+
+
+class PromptBackend(FakeBackend):
+    async def prompt(self, request: GenerationRequest) -> ServedPrompt:
+        return ServedPrompt("twin:v1", (1, 2, 3), min(2, len(request.passages)))
