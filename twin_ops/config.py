@@ -331,6 +331,7 @@ class ServingTimeoutParams(_Section):
 class ServingRayParams(_Section):
     num_cpus: int = Field(ge=1)
     object_store_mb: int = Field(ge=75)
+    dashboard_port: int = Field(ge=1, le=65535)
 
 
 class ServingParams(_Section):
@@ -406,6 +407,9 @@ class Settings(BaseSettings):
     weaviate_grpc_url: str | None = None
     weaviate_api_key: str | None = None
     ray_address: str | None = None
+    # Serve's REST API on a cluster's dashboard (what `serve deploy --address` uses); unset = the
+    # local Ray's, on 127.0.0.1:serving.ray.dashboard_port.
+    ray_dashboard_address: str | None = None
     # Where the twin API answers when it is not the local app on serving.host:port (a Ray cluster).
     twin_ops_serve_url: str | None = None
     docker_host: str | None = None

@@ -410,15 +410,15 @@ def down(app, paths):
     entry["name"], entry["route_prefix"] = DOWN_APP, "/down"
     for deployment in entry["deployments"]:  # the main app holds the local Ray's CPUs; these idle
         deployment["ray_actor_options"] = {**deployment.get("ray_actor_options", {}), "num_cpus": 0}
-    running = ops.deployed_config()
-    ops.deploy({**running, "applications": [*running["applications"], entry]})
+    running = ops.deployed_config(served)
+    ops.deploy(served, {**running, "applications": [*running["applications"], entry]})
     try:
         ops.wait_running(DOWN_APP, 240, log=lambda line: None)
         yield f"{url}/down", http, grpc
     finally:
         http.cut()
         grpc.cut()
-        ops.deploy(running)  # the main app alone again (its config unchanged: nothing restarts)
+        ops.deploy(served, running)  # the main app alone again (its config unchanged: nothing restarts)
         from ray import serve
 
         deadline = time.monotonic() + 120

@@ -1,8 +1,9 @@
 """Running the app and swapping its model.
 
-* ``start_local`` — a small local Ray (loopback only, no dashboard, small object store) running
-  include/serve/twin.yaml, as ``serve run twin.yaml`` would; or, with RAY_ADDRESS set, the same
-  config deployed to that cluster.
+* ``start_local`` — a small local Ray (loopback only, small object store) running
+  include/serve/twin.yaml, as ``serve deploy twin.yaml`` would; or, with RAY_ADDRESS set, the same
+  config deployed to that cluster. Configs go through Serve's public REST API on the Ray dashboard
+  (``PUT/GET /api/serve/applications/``), exactly what the ``serve`` CLI uses.
 * ``swap_model`` — what promotion calls: point the Generator's user_config at a registry version
   (replicas reconfigure in place; requests keep flowing), wait until every replica serves it,
   check /health and a smoke query, and restore the previous user_config if anything fails.
@@ -20,14 +21,19 @@ from typing import Any
 import yaml
 
 from twin_ops.config import ConfigError, Params, Paths, Settings
+from twin_ops.errors import ServiceUnavailable, TwinOpsError
 from twin_ops.serving.client import ApiError, TwinClient
 
 Log = Callable[[str], None]
 GENERATOR = "Generator"
 
 
-class ServeFailed(RuntimeError):
+class ServeFailed(TwinOpsError, RuntimeError):
     """The app did not come up, or a swap failed its checks; the message says why."""
+
+
+class DashboardUnavailable(ServiceUnavailable):
+    """Serve's REST API (the Ray dashboard) does not answer."""
 
 
 def local_url(params: Params, port: int | None = None) -> str:
@@ -100,40 +106,76 @@ def start_ray(params: Params, paths: Paths, settings: Settings | None = None) ->
     ray.init(
         num_cpus=params.serving.ray.num_cpus,
         object_store_memory=params.serving.ray.object_store_mb * 1024 * 1024,
-        include_dashboard=False,
+        include_dashboard=True,  # Serve's REST API lives there
+        dashboard_host="127.0.0.1",
+        dashboard_port=params.serving.ray.dashboard_port,
         _node_ip_address="127.0.0.1",
         log_to_driver=False,
     )
 
 
-def deploy(config: dict[str, Any]) -> None:
-    """Apply a Serve config declaratively (what `serve deploy` does through the dashboard):
-    a change confined to user_config reconfigures replicas in place instead of replacing them."""
-    from ray.serve._private.api import serve_start
+def dashboard_url(params: Params, settings: Settings | None = None) -> str:
+    settings = settings or Settings()
+    if settings.ray_dashboard_address:
+        return settings.ray_dashboard_address.rstrip("/")
+    return f"http://127.0.0.1:{params.serving.ray.dashboard_port}"
+
+
+def _serve_api(params: Params, method: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One call to Serve's REST API, retried while the dashboard is still starting."""
+    import httpx
+    from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed
+
+    url = f"{dashboard_url(params)}/api/serve/applications/"
+
+    @retry(
+        retry=retry_if_exception_type(httpx.TransportError),
+        stop=stop_after_delay(params.serving.timeouts.startup_s),
+        wait=wait_fixed(1),
+        reraise=True,
+    )
+    def send() -> httpx.Response:
+        return httpx.request(method, url, json=body, timeout=params.serving.timeouts.request_s)
+
+    try:
+        response = send()
+    except httpx.TransportError as exc:
+        raise DashboardUnavailable(f"Serve's REST API at {url} does not answer: {exc}") from exc
+    if response.status_code >= 400:
+        raise ServeFailed(f"{method} {url}: {response.status_code} {response.text[:500]}")
+    return response.json() if response.content else {}
+
+
+def deploy(params: Params, config: dict[str, Any]) -> None:
+    """Apply a Serve config declaratively (what `serve deploy` does): a change confined to
+    user_config reconfigures replicas in place instead of replacing them."""
     from ray.serve.schema import ServeDeploySchema
 
-    schema = ServeDeploySchema.model_validate(config)
-    client = serve_start(http_options=schema.http_options.model_dump())
-    client.deploy_apps(schema)
+    schema = ServeDeploySchema.model_validate(config)  # a bad config fails here, with pydantic's message
+    _serve_api(params, "PUT", schema.model_dump(mode="json", exclude_unset=True))
 
 
 def wait_running(app_name: str, timeout_s: float, log: Log = print) -> None:
     from ray import serve
+    from tenacity import RetryError, retry, retry_if_result, stop_after_delay, wait_fixed
 
-    deadline = time.monotonic() + timeout_s
-    last = ""
-    while time.monotonic() < deadline:
+    seen: list[str] = []
+
+    @retry(retry=retry_if_result(lambda state: state is None), stop=stop_after_delay(timeout_s), wait=wait_fixed(1))
+    def running() -> str | None:
         status = serve.status().applications.get(app_name)
         state = str(status.status) if status else "NOT_STARTED"
-        if state.endswith("RUNNING"):
-            return
         if state.endswith("DEPLOY_FAILED") or state.endswith("UNHEALTHY"):
             raise ServeFailed(f"app {app_name!r} is {state}: {status.message}")
-        if state != last:
+        if not seen or seen[-1] != state:
             log(f"serve: {app_name} {state.rsplit('.', 1)[-1].lower()}")
-            last = state
-        time.sleep(1)
-    raise ServeFailed(f"app {app_name!r} was not RUNNING within {timeout_s:g}s")
+            seen.append(state)
+        return state if state.endswith("RUNNING") else None
+
+    try:
+        running()
+    except RetryError as exc:
+        raise ServeFailed(f"app {app_name!r} was not RUNNING within {timeout_s:g}s") from exc
 
 
 def start_local(
@@ -153,7 +195,7 @@ def start_local(
     start_ray(params, paths)
     gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 and params.serving.device != "cpu" else 0
     config = serve_config(params, paths, port=port, app_args=app_args, single_replica=single_replica, gpus=gpus)
-    deploy(config)
+    deploy(params, config)
     wait_running(params.serving.app_name, params.serving.timeouts.startup_s, log)
     url = serve_url(params, port) if Settings().ray_address else local_url(params, port)
     log(f"serve: {params.serving.app_name} running at {url} (OpenAPI: {url}/docs)")
@@ -195,12 +237,11 @@ class SwapResult:
         )
 
 
-def deployed_config() -> dict[str, Any]:
+def deployed_config(params: Params) -> dict[str, Any]:
     """The config the running Serve instance was last given (every declarative app)."""
-    from ray.serve.context import _get_global_client
     from ray.serve.schema import ServeInstanceDetails
 
-    details = ServeInstanceDetails(**_get_global_client().get_serve_details())
+    details = ServeInstanceDetails.model_validate(_serve_api(params, "GET"))
     apps = [app.deployed_app_config for app in details.applications.values() if app.deployed_app_config]
     if not apps:
         raise ServeFailed("no Serve application deployed from a config is running")
@@ -223,13 +264,13 @@ def _generator_entry(config: dict[str, Any], app_name: str) -> dict[str, Any]:
     return entry
 
 
-def set_model_ref(app_name: str, user_config: dict[str, Any]) -> dict[str, Any] | None:
+def set_model_ref(params: Params, user_config: dict[str, Any]) -> dict[str, Any] | None:
     """Re-apply the running config with only the Generator's user_config changed; the old one."""
-    config = deployed_config()
-    entry = _generator_entry(config, app_name)
+    config = deployed_config(params)
+    entry = _generator_entry(config, params.serving.app_name)
     previous = entry.get("user_config")
     entry["user_config"] = user_config
-    deploy({key: value for key, value in config.items() if value is not None})
+    deploy(params, {key: value for key, value in config.items() if value is not None})
     return previous
 
 
@@ -302,7 +343,7 @@ def swap_model(
     # already, so restoring a config that says "production" would point at the new model again.
     served = client.health().get("model_version") or ""
     prefix = f"{serving.model_name}:v"
-    previous = set_model_ref(serving.app_name, {"model_ref": str(version)})
+    previous = set_model_ref(params, {"model_ref": str(version)})
     restore = {"model_ref": served.removeprefix(prefix)} if served.startswith(prefix) else previous
     log(f"serve: swapping {served or 'nothing'} -> {expected} (user_config update; replicas reconfigure in place)")
     try:
@@ -315,7 +356,7 @@ def swap_model(
     except (ServeFailed, ApiError, OSError) as exc:
         log(f"serve: swap to {expected} failed ({exc}); restoring {served or 'the previous config'}")
         restore = restore or {"model_ref": serving.model_ref}
-        set_model_ref(serving.app_name, restore)
+        set_model_ref(params, restore)
         if served:
             try:
                 wait_for_model(client, serving.app_name, served, str(restore.get("model_ref")), timeout_s)
