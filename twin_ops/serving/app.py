@@ -136,11 +136,11 @@ class Generator:
         async with self._loading:
             self.requested = ref
             try:
-                choice = await asyncio.to_thread(choose_model, self.params, self.root, self.models_dir, self.cache, ref)
-                if self.current is not None and self.current.choice == choice:
+                source = await asyncio.to_thread(choose_model, self.params, self.root, self.models_dir, self.cache, ref)
+                if self.current is not None and self.current.source == source:
                     self.error = None
                     return
-                loaded = await asyncio.to_thread(TextGenerator, self.params, choice, self.device)
+                loaded = await asyncio.to_thread(TextGenerator, self.params, source, self.device)
             except Exception as exc:
                 self.error = f"loading model {ref!r} failed: {type(exc).__name__}: {exc}"
                 log.exception("Generator: %s", self.error)

@@ -37,8 +37,8 @@ class LocalBackend:
         self.params = params
         self.embedder = Embedder(params.features.embedding_model, device, params.features.embedding_batch_size)
         self.retriever = Retriever(params, known_authors(root / params.collect.authors_dir), settings)
-        choice = choose_model(params, root, models_dir, cache, serving.model_ref, model_path)
-        self.generator = TextGenerator(params, choice, device)
+        source = choose_model(params, root, models_dir, cache, serving.model_ref, model_path)
+        self.generator = TextGenerator(params, source, device)
 
     async def _embed(self, texts: list[str]) -> list[list[float]]:
         vectors = await asyncio.to_thread(self.embedder.encode, texts)
