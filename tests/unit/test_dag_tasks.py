@@ -7,7 +7,9 @@ import pytest
 import yaml
 
 from twin_ops.config import ConfigError
-from twin_ops.dag_tasks.common import StageFailed, assignments, failure_summary, load, nested
+from twin_ops.config import as_assignments as assignments
+from twin_ops.config import parse_overrides as nested
+from twin_ops.dag_tasks.common import StageFailed, failure_summary, load
 from twin_ops.dag_tasks.training import resolve_run
 
 FORM = {
@@ -27,8 +29,8 @@ FORM = {
 
 def test_form_fields_become_params_overrides():
     spec = resolve_run(FORM, [])
-    assert spec["author"] == "wren-halvorsen" and spec["backend"] == "local" and spec["skip_dpo"] is False
-    params, _, _ = load(spec["overrides"])
+    assert spec.author == "wren-halvorsen" and spec.backend == "local" and spec.skip_dpo is False
+    params, _, _ = load(spec.overrides)
     assert params.training.sft.epochs == 2 and params.training.dpo.max_steps == 5
     assert params.training.sft.learning_rate == 0.001 and params.training.lora.r == 8
     assert params.training.max_length == 256  # the free-form overrides apply too
@@ -36,7 +38,7 @@ def test_form_fields_become_params_overrides():
 
 def test_the_asset_event_names_the_author_of_a_scheduled_run():
     spec = resolve_run(FORM, [{"author": "juno-marsh", "chunks": 12}])
-    assert spec["author"] == "juno-marsh"
+    assert spec.author == "juno-marsh"
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 
 from twin_ops.config import Paths
+from twin_ops.domain import SwapResult
+from twin_ops.evaluation.gate import GateDecision
 from twin_ops.evaluation.promote import PromotionFailed, promote_and_serve, promote_from_decision
 from twin_ops.registry.store import Registry, RegistryError
-from twin_ops.serving.ops import ServeFailed, SwapResult
+from twin_ops.serving.ops import ServeFailed
 
 NAME = "wren-halvorsen-twin"
 
@@ -32,7 +34,9 @@ def failing_swap(params, paths, version, **_):
 
 def working_swap(params, paths, version, **kwargs):
     assert kwargs["models_dir"] == paths.models  # the swap reads the same registry
-    return SwapResult(f"{NAME}:v{version}", None, 0.1, "answer", 2)
+    return SwapResult(
+        model_version=f"{NAME}:v{version}", previous_user_config=None, seconds=0.1, smoke_answer="answer", smoke_sources=2
+    )
 
 
 def test_promotion_moves_production_and_previous_then_serves(tmp_path, params):
@@ -93,14 +97,16 @@ def test_a_rejected_decision_is_not_promoted(tmp_path, params):
     paths = project(tmp_path)
     registry = Registry(paths.models)
     registry.register(NAME, "base")
-    decision = {
-        "promote": False,
-        "model_name": NAME,
-        "candidate": f"{NAME}:v1",
-        "candidate_version": 1,
-        "production_version": None,
-        "reasons": ["perplexity 90 vs base 80: -12.5% (needs +2.0%) — fail"],
-    }
+    decision = GateDecision(
+        promote=False,
+        model_name=NAME,
+        candidate=f"{NAME}:v1",
+        candidate_version=1,
+        production_version=None,
+        reference_role="base",
+        reference="base",
+        reasons=["perplexity 90 vs base 80: -12.5% (needs +2.0%) — fail"],
+    )
     with pytest.raises(PromotionFailed, match=r"the gate rejected .*-12\.5%"):
         promote_from_decision(decision, params, paths)
     assert registry.alias(NAME, "production") is None
@@ -164,8 +170,7 @@ def test_cli_says_what_is_missing(tmp_path, monkeypatch):
 
 
 def test_registration_reads_the_folder_training_writes(tmp_path, params):
-    from twin_ops.evaluation.candidate import training_output
     from twin_ops.training.train import stage_dir
 
     paths = project(tmp_path)
-    assert training_output(params, paths, "wren", "dpo") == stage_dir(params, paths, "wren", "dpo")
+    assert paths.training_output("wren", "dpo") == stage_dir(params, paths, "wren", "dpo")

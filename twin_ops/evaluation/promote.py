@@ -9,29 +9,47 @@ compare-and-swap on production: a promotion that raced another one changes nothi
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Protocol
+
+from pydantic import BaseModel, ConfigDict
 
 from twin_ops.config import Params, Paths
-from twin_ops.domain import ModelVersion
+from twin_ops.domain import ModelVersion, SwapResult
+from twin_ops.errors import TwinOpsError
+from twin_ops.evaluation.gate import GateDecision
 from twin_ops.registry.store import CANDIDATE, PREVIOUS, PRODUCTION, UNCHECKED, Registry
 
 Log = Callable[[str], None]
-# swap_model's signature: (params, paths, version, *, url, api_key, models_dir, log) -> SwapResult
-Swap = Callable[..., Any]
 
 
-class PromotionFailed(RuntimeError):
+class Swap(Protocol):
+    """What makes the running app serve a registry version (twin_ops.serving.ops.swap_model)."""
+
+    def __call__(
+        self,
+        params: Params,
+        paths: Paths,
+        version: int,
+        *,
+        url: str | None,
+        api_key: str | None,
+        models_dir: Path,
+        log: Log,
+    ) -> SwapResult: ...
+
+
+class PromotionFailed(TwinOpsError, RuntimeError):
     """The new version could not be served; the registry is back where it was."""
 
 
-@dataclass(frozen=True)
-class PromotionResult:
+class PromotionResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
     name: str
     promoted: ModelVersion
     replaced: int | None  # the production version before, now ``previous``
-    swap: Any | None  # serving.ops.SwapResult when the served model was swapped
+    swap: SwapResult | None  # when the served model was swapped
 
     def line(self) -> str:
         before = f"v{self.replaced}" if self.replaced is not None else "nothing"
@@ -66,7 +84,7 @@ def promote_and_serve(
     target = registry.get(name, version)
     promoted = registry.promote(name, target.version, reason, expected_production=expected_production)
     log(f"registry: {name} production -> v{promoted.version} (was {before[PRODUCTION] or 'unset'})")
-    result = PromotionResult(name, promoted, before[PRODUCTION], None)
+    result = PromotionResult(name=name, promoted=promoted, replaced=before[PRODUCTION], swap=None)
     if not (serve or url):
         return result
     if swap is None:
@@ -86,11 +104,11 @@ def promote_and_serve(
             f"{name}:v{promoted.version} could not be served ({type(exc).__name__}: {exc}); "
             f"registry rolled back, production is {restored}"
         ) from exc
-    return PromotionResult(name, promoted, before[PRODUCTION], swapped)
+    return PromotionResult(name=name, promoted=promoted, replaced=before[PRODUCTION], swap=swapped)
 
 
 def promote_from_decision(
-    decision: dict[str, Any],
+    decision: GateDecision,
     params: Params,
     paths: Paths,
     *,
@@ -103,19 +121,21 @@ def promote_from_decision(
     log: Log = print,
 ) -> PromotionResult:
     """Promote what a gate decision (decision.json) approved, only if production is still what it saw."""
-    if not decision["promote"] and not force:
-        raise PromotionFailed(f"the gate rejected {decision['candidate']}: " + "; ".join(decision["reasons"]))
+    if not decision.promote and not force:
+        raise PromotionFailed(f"the gate rejected {decision.candidate}: " + "; ".join(decision.reasons))
+    if decision.model_name is None or decision.candidate_version is None:
+        raise PromotionFailed(f"the gate decision for {decision.candidate} names no model version to promote")
     return promote_and_serve(
-        decision["model_name"],
+        decision.model_name,
         params,
         paths,
-        version=decision["candidate_version"],
-        expected_production=decision["production_version"],
+        version=decision.candidate_version,
+        expected_production=decision.production_version,
         serve=serve,
         url=url,
         api_key=api_key,
         swap=swap,
         registry=Registry(models_dir or paths.models),
-        reason="promoted by hand over a rejection (--force)" if not decision["promote"] else "promoted by the gate",
+        reason="promoted by hand over a rejection (--force)" if not decision.promote else "promoted by the gate",
         log=log,
     )

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from twin_ops.config import Params, Paths, Settings
+from twin_ops.errors import TwinOpsError
 from twin_ops.quality.frames import DatasetNotFound
 from twin_ops.services import docker_engine
 from twin_ops.training.base_model import Log
@@ -42,7 +43,7 @@ GLIBC = re.compile(r"^(libc|libm|libpthread|libdl|librt|libutil|libresolv|ld-lin
 LDD_LINE = re.compile(r"=>\s+(/\S+)\s+\(")
 
 
-class TrainingContainerFailed(RuntimeError):
+class TrainingContainerFailed(TwinOpsError, RuntimeError):
     def __init__(self, status: int, tail: list[str]) -> None:
         last = "\n  ".join(tail) or "(no output)"
         super().__init__(f"training container exited with status {status}; last lines:\n  {last}")
