@@ -427,10 +427,33 @@ def models_promote(
 
 
 @models_app.command("rollback")
-def models_rollback(name: str) -> None:
-    """Point production back at the previous version."""
-    version = _registry().rollback(name, reason="rolled back by hand (twin-ops models rollback)")
-    console.print(f"{name}: production -> v{version.version}")
+def models_rollback(
+    name: str,
+    serve: Annotated[
+        bool, typer.Option("--serve", help="Also swap the running twin API (Ray Serve) back to that version.")
+    ] = False,
+    url: Annotated[str | None, typer.Option(help="The twin API to check after the swap (implies --serve).")] = None,
+) -> None:
+    """Point production back at the previous version (the rolled-back one becomes previous).
+
+    With --serve the running app serves it too; if that fails, the registry is restored.
+    """
+    from twin_ops.evaluation.promote import rollback_and_serve
+
+    params, paths, settings = _load()
+    result = rollback_and_serve(
+        name,
+        params,
+        paths,
+        serve=serve,
+        url=url,
+        api_key=settings.twin_ops_api_key,
+        reason="rolled back by hand (twin-ops models rollback)",
+    )
+    replaced = f"v{result.replaced}" if result.replaced is not None else "nothing"
+    console.print(f"{name}: production -> v{result.promoted.version} (was {replaced})")
+    if result.swap is not None:
+        say(result.swap.line())
 
 
 @app.command("datasets")
@@ -487,7 +510,7 @@ def train_command(
     if params.training.runner == "container":
         from twin_ops.training.container import run_training_container
 
-        run_training_container(stage, author, params, paths, settings, overrides=overrides or [], log=say)
+        run_training_container(stage, author, params, paths, settings, overrides=overrides or [])
         return
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -616,7 +639,7 @@ def evaluate_command(
 
     params, paths, settings = _load(overrides)
     if register:
-        register_candidate(author, params, paths, stage=stage, log=say)
+        register_candidate(author, params, paths, stage=stage)
     result = evaluate(author, params, paths, settings, log=say)
     for name, path in result.files.items():
         say(f"{name}: {path}")
@@ -641,7 +664,7 @@ def promote_command(
     params, paths, settings = _load(overrides)
     decision = GateDecision.load(paths.gate_decision(author))
     result = promote_from_decision(
-        decision, params, paths, force=force, serve=serve, url=url, api_key=settings.twin_ops_api_key, log=say
+        decision, params, paths, force=force, serve=serve, url=url, api_key=settings.twin_ops_api_key
     )
     say(result.line())
 

@@ -14,36 +14,24 @@ log = logging.getLogger(__name__)
 def deploy(author_id: str, action: str, version: int | None) -> Promoted:
     """Move production (deploy: to ``version``, else the candidate; rollback: to ``previous``) and
     make the running Ray Serve app serve it; if serving fails, the registry is restored."""
-    from twin_ops.config import Settings
     from twin_ops.evaluation.candidate import model_name
-    from twin_ops.evaluation.promote import promote_and_serve
-    from twin_ops.registry.store import CANDIDATE, PREVIOUS, Registry
+    from twin_ops.evaluation.promote import promote_and_serve, rollback_and_serve
+    from twin_ops.registry.store import CANDIDATE
     from twin_ops.serving.ops import serve_url
 
     if action not in ACTIONS:
         raise StageFailed(f"action must be one of {', '.join(ACTIONS)} (got {action!r})")
-    params, paths, _ = load()
+    params, paths, settings = load()
     name = model_name(params, author_id)
-    registry = Registry(paths.models)
-    if action == "rollback":
-        target = registry.alias(name, PREVIOUS)
-        if target is None:
-            raise StageFailed(f"{name} has no previous version to roll back to")
-        ref: int | str = target.version
-    else:
-        ref = version if version is not None else CANDIDATE
     served = name == params.serving.model_name  # the app serves one twin; others move in the registry only
     url = serve_url(params)
-    result = promote_and_serve(  # RegistryError, PromotionFailed (registry restored)
-        name,
-        params,
-        paths,
-        version=ref,
-        serve=served,
-        url=url if served else None,
-        api_key=Settings().twin_ops_api_key,
-        reason=f"{action} by twin_deploy",
-    )
+    serving = {"serve": served, "url": url if served else None, "api_key": settings.twin_ops_api_key}
+    # RegistryError (nothing to roll back to, unknown version); PromotionFailed (registry restored)
+    if action == "rollback":
+        result = rollback_and_serve(name, params, paths, reason="rollback by twin_deploy", **serving)
+    else:
+        ref = version if version is not None else CANDIDATE
+        result = promote_and_serve(name, params, paths, version=ref, reason="deploy by twin_deploy", **serving)
     log.info(result.line())
     return Promoted(
         model_name=name,

@@ -13,10 +13,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from twin_ops.domain import ModelVersion
 from twin_ops.errors import TwinOpsError
 from twin_ops.registry.store import Registry
 
-Log = Callable[[str], None]
+log = logging.getLogger(__name__)
 SNAPSHOT = ("merged", "adapter", "README.md", "metrics.json")
 
 
@@ -111,7 +111,6 @@ def register_candidate(
     *,
     stage: str | None = None,
     registry: Registry | None = None,
-    log: Log = print,
 ) -> ModelVersion:
     """Snapshot the trained stage (``evaluation.candidate_stage`` unless given) and make it the candidate."""
     stage = stage or params.evaluation.candidate_stage
@@ -133,7 +132,7 @@ def register_candidate(
         lineage=lineage(params, paths, author_id, stage, source),
         fingerprint=digest,
     )
-    log(f"registry: {name}:v{version.version} is the candidate ({stage} of {author_id}, {digest[:12]})")
+    log.info("registry: %s:v%d is the candidate (%s of %s, %s)", name, version.version, stage, author_id, digest[:12])
     return version
 
 
