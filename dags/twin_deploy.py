@@ -8,7 +8,7 @@ query must pass, and on failure the registry and the served model go back to wha
 from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
-from twin_airflow.defaults import START_DATE, default_args, params, stage_errors, timeout
+from twin_airflow.defaults import START_DATE, default_args, params, run_stage, timeout
 from twin_airflow.links import SERVE_ENDPOINT, push_link
 
 AUTHORS = list(params().project.authors)
@@ -46,8 +46,7 @@ def twin_deploy():
         from twin_ops.dag_tasks import deploy as deploy_tasks
 
         form = context["params"]
-        with stage_errors():
-            result = deploy_tasks.deploy(form["author"], form["action"], form["version"])
+        result = run_stage(deploy_tasks.deploy, form["author"], form["action"], form["version"])
         if result["endpoint"]:
             push_link(context, SERVE_ENDPOINT, result["endpoint"] + "/docs")
         return result
@@ -57,8 +56,7 @@ def twin_deploy():
         from twin_ops.dag_tasks import training
 
         run = {"author": context["params"]["author"], "overrides": {}}
-        with stage_errors():
-            return training.smoke_query(run, promoted)
+        return run_stage(training.smoke_query, run, promoted)
 
     smoke_query(deploy())
 

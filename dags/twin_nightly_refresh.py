@@ -16,7 +16,7 @@ from twin_airflow.defaults import (
     feature_asset_name,
     feature_asset_uri,
     params,
-    stage_errors,
+    run_stage,
     timeout,
 )
 from twin_airflow.links import DATA_DOCS, push_link
@@ -48,8 +48,7 @@ def twin_nightly_refresh():
     def list_authors(**context) -> list[str]:
         from twin_ops.dag_tasks import refresh
 
-        with stage_errors():
-            return refresh.authors(context["params"]["authors"])
+        return run_stage(refresh.authors, context["params"]["authors"])
 
     @task_group
     def refresh_author(author: str):
@@ -57,15 +56,13 @@ def twin_nightly_refresh():
         def crawl(author: str) -> dict:
             from twin_ops.dag_tasks import refresh
 
-            with stage_errors():
-                return refresh.crawl(author)
+            return run_stage(refresh.crawl, author)
 
         @task(retries=0)
         def validate_raw(author: str, **context) -> dict:
             from twin_ops.dag_tasks import refresh
 
-            with stage_errors():
-                result = refresh.validate_raw(author)
+            result = run_stage(refresh.validate_raw, author)
             push_link(context, DATA_DOCS, result["data_docs"])
             return result
 
@@ -73,22 +70,19 @@ def twin_nightly_refresh():
         def commit_raw(author: str) -> list[str]:
             from twin_ops.dag_tasks import refresh
 
-            with stage_errors():
-                return refresh.commit_raw(author)
+            return run_stage(refresh.commit_raw, author)
 
         @task(execution_timeout=timeout("features"))
         def features(author: str) -> dict:
             from twin_ops.dag_tasks import refresh
 
-            with stage_errors():
-                return refresh.features(author)
+            return run_stage(refresh.features, author)
 
         @task(retries=0)
         def validate_features(author: str, **context) -> dict:
             from twin_ops.dag_tasks import refresh
 
-            with stage_errors():
-                result = refresh.validate_features(author)
+            result = run_stage(refresh.validate_features, author)
             push_link(context, DATA_DOCS, result["data_docs"])
             return result
 
@@ -96,8 +90,7 @@ def twin_nightly_refresh():
         def commit_features(author: str) -> dict:
             from twin_ops.dag_tasks import refresh
 
-            with stage_errors():
-                return refresh.commit_features(author)
+            return run_stage(refresh.commit_features, author)
 
         @task(outlets=[FEATURES_ALIAS])
         def publish(author: str, summary: dict, commit: dict, **context) -> dict:

@@ -17,7 +17,7 @@ from twin_airflow.defaults import (
     feature_asset_name,
     feature_asset_uri,
     params,
-    stage_errors,
+    run_stage,
     timeout,
 )
 from twin_airflow.links import DATA_DOCS, MODEL_REPORT, SERVE_ENDPOINT, push_link
@@ -79,22 +79,19 @@ def twin_training():
         from twin_ops.dag_tasks import training
 
         events = [event.extra for events in context["triggering_asset_events"].values() for event in events]
-        with stage_errors():
-            return training.resolve_run(dict(context["params"]), events)
+        return run_stage(training.resolve_run, dict(context["params"]), events)
 
     @task(execution_timeout=timeout("datasets"))
     def datasets(run: dict) -> dict:
         from twin_ops.dag_tasks import training
 
-        with stage_errors():
-            return training.datasets(run)
+        return run_stage(training.datasets, run)
 
     @task(retries=0)
     def validate_datasets(run: dict, **context) -> dict:
         from twin_ops.dag_tasks import training
 
-        with stage_errors():
-            result = training.validate_datasets(run)
+        result = run_stage(training.validate_datasets, run)
         push_link(context, DATA_DOCS, result["data_docs"])
         return result
 
@@ -112,8 +109,7 @@ def twin_training():
     def sft_local(run: dict, **context) -> dict:
         from twin_ops.dag_tasks import training
 
-        with stage_errors():
-            result = training.train_local(run, "sft")
+        result = run_stage(training.train_local, run, "sft")
         push_link(context, MODEL_REPORT, result["model_card"])
         return result
 
@@ -121,8 +117,7 @@ def twin_training():
     def dpo_local(run: dict, **context) -> dict:
         from twin_ops.dag_tasks import training
 
-        with stage_errors():
-            result = training.train_local(run, "dpo")
+        result = run_stage(training.train_local, run, "dpo")
         push_link(context, MODEL_REPORT, result["model_card"])
         return result
 
@@ -130,30 +125,27 @@ def twin_training():
     def register_candidate(run: dict) -> dict:
         from twin_ops.dag_tasks import training
 
-        with stage_errors():
-            return training.register_candidate(run)
+        return run_stage(training.register_candidate, run)
 
     @task(execution_timeout=timeout("evaluation"))
     def evaluate(run: dict, candidate: dict, **context) -> dict:
         from twin_ops.dag_tasks import training
 
-        with stage_errors():
-            result = training.evaluate(run, candidate)
+        result = run_stage(training.evaluate, run, candidate)
         push_link(context, MODEL_REPORT, result["report"])
         return result
 
     @task.short_circuit
     def gate(evaluation: dict) -> bool:
-        """False (rejected) skips promotion: production and the served model stay as they are."""
-        print(evaluation["decision"])
+        """False (rejected) skips promotion: production and the served model stay as they are.
+        (The evaluate task's log holds the decision and its reasons.)"""
         return evaluation["promote"]
 
     @task(execution_timeout=timeout("serving"), retries=0)
     def promote(run: dict, evaluation: dict, **context) -> dict:
         from twin_ops.dag_tasks import training
 
-        with stage_errors():
-            result = training.promote(run, evaluation)
+        result = run_stage(training.promote, run, evaluation)
         if result["endpoint"]:
             push_link(context, SERVE_ENDPOINT, result["endpoint"] + "/docs")
         return result
@@ -162,8 +154,7 @@ def twin_training():
     def smoke_query(run: dict, promoted: dict) -> dict:
         from twin_ops.dag_tasks import training
 
-        with stage_errors():
-            return training.smoke_query(run, promoted)
+        return run_stage(training.smoke_query, run, promoted)
 
     run = resolve_run()
     checked = validate_datasets(run)

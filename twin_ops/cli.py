@@ -5,50 +5,85 @@ Each stage adds its subcommand when the stage exists; nothing here is a placehol
 
 from __future__ import annotations
 
+import logging
 import shlex
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import typer
 import yaml
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
-from twin_ops.config import ConfigError, Params, Paths, Settings, load_params, resolve_paths
-
-app = typer.Typer(help="twin-ops: build, check, train and serve an LLM twin.", no_args_is_help=True)
-services_app = typer.Typer(help="Start, stop and inspect the local services (Weaviate, Docker).")
-config_app = typer.Typer(help="Inspect the resolved configuration.")
-app.add_typer(services_app, name="services")
-app.add_typer(config_app, name="config")
+from twin_ops.config import Params, Paths, Settings, load_params, parse_overrides, resolve_paths
+from twin_ops.errors import InputError, TwinOpsError
 
 console = Console()
 err_console = Console(stderr=True)
 
 
-def _overrides(assignments: list[str]) -> dict[str, Any]:
-    """`section.key=value` pairs (values parsed as YAML scalars) to a nested dict."""
-    overrides: dict[str, Any] = {}
-    for assignment in assignments:
-        key, sep, raw = assignment.partition("=")
-        if not sep or "." not in key:
-            raise ConfigError(f"--set {assignment!r}: expected section.key=value")
-        *sections, leaf = key.split(".")
-        node = overrides
-        for section in sections:
-            node = node.setdefault(section, {})
-        node[leaf] = yaml.safe_load(raw)
-    return overrides
+class _TwinOpsGroup(TyperGroup):
+    """The one place a TwinOpsError becomes what a person sees: its message in red on stderr and
+    the error's ``exit_code``. Anything else is a bug and keeps its traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except TwinOpsError as exc:
+            err_console.print(f"[red]{type(exc).__name__}:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from exc
+
+
+app = typer.Typer(cls=_TwinOpsGroup, help="twin-ops: build, check, train and serve an LLM twin.", no_args_is_help=True)
+services_app = typer.Typer(help="Start, stop and inspect the local services (Weaviate, Docker).")
+config_app = typer.Typer(help="Inspect the resolved configuration.")
+app.add_typer(services_app, name="services")
+app.add_typer(config_app, name="config")
+
+
+@app.callback()
+def _main() -> None:
+    """Runs before every command: twin-ops' log lines go to stderr, once configured."""
+    configure_logging()
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """The ``twin_ops`` loggers: rich lines on a terminal, plain ``message`` lines otherwise (logs of
+    Airflow tasks, DVC, containers). Idempotent; the root logger (Airflow's, pytest's) is left alone."""
+    from rich.logging import RichHandler
+
+    logger = logging.getLogger("twin_ops")
+    for handler in [h for h in logger.handlers if getattr(h, "_twin_ops", False)]:
+        logger.removeHandler(handler)
+    if err_console.is_terminal:
+        handler: logging.Handler = RichHandler(console=err_console, show_path=False, markup=False)
+    else:
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    handler._twin_ops = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(level)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a line is logged (a test runner swaps it)."""
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
 
 
 def _load(assignments: list[str] | None = None) -> tuple[Params, Paths, Settings]:
-    try:
-        params = load_params(overrides=_overrides(assignments or []))
-        settings = Settings()
-        return params, resolve_paths(params, settings), settings
-    except ConfigError as exc:
-        err_console.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+    params = load_params(overrides=assignments or [])
+    settings = Settings()
+    return params, resolve_paths(params, settings), settings
 
 
 def say(message: str) -> None:
@@ -183,8 +218,7 @@ def services_airflow_init() -> None:
     ):
         result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
         if result.returncode != 0:
-            err_console.print(f"[red]{' '.join(command[1:])} failed:[/red]\n{result.stderr[-3000:]}")
-            raise typer.Exit(1)
+            raise TwinOpsError(f"airflow {' '.join(command[1:])} failed:\n{result.stderr[-3000:]}")
     slots = f"{pool.gpu_pool_slots} slot(s)"
     console.print(f"airflow: database at {paths.airflow_home} migrated; pool {pool.gpu_pool} = {slots}")
 
@@ -200,15 +234,11 @@ def crawl_command(
     """Collect an author's sources into the crawl store (data/crawl/<author>), incrementally."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from twin_ops.collect.authors import AuthorConfigError, load_author, source_variables
+    from twin_ops.collect.authors import load_author, source_variables
     from twin_ops.collect.run import crawl_author
 
     params, paths, _ = _load(overrides)
-    try:
-        config = load_author(author, params, paths, source_variables(params, site_url))
-    except AuthorConfigError as exc:
-        err_console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
+    config = load_author(author, params, paths, source_variables(params, site_url))
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task(f"crawling {author}")
@@ -271,34 +301,24 @@ def validate(
     ] = False,
 ) -> None:
     """Run a dataset's Great Expectations suite: summary table, Data Docs, exit 1 on failure."""
-    from twin_ops.quality import frames, suites
-    from twin_ops.quality.validate import ValidationFailed, publish_if_valid, validate_dataset
+    from twin_ops.quality import suites
+    from twin_ops.quality.validate import publish_if_valid, validate_dataset
 
     params, paths, _ = _load()
     if dataset not in suites.SUITES:
-        err_console.print(f"[red]unknown dataset {dataset!r}[/red]; choose from {', '.join(suites.SUITES)}")
-        raise typer.Exit(2)
+        raise InputError(f"unknown dataset {dataset!r}; choose from {', '.join(suites.SUITES)}")
     if publish and dataset != "raw_documents":
-        err_console.print("[red]--publish applies to raw_documents only[/red] (other stages publish their own)")
-        raise typer.Exit(2)
-    source = path or (frames.staged_location(paths, dataset, author) if publish else None)
-    try:
-        report = validate_dataset(dataset, author, params, paths, location=source)
-    except frames.DatasetNotFound as exc:
-        err_console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from exc
+        raise InputError("--publish applies to raw_documents only (other stages publish their own)")
+    source = path or (paths.crawl_store(author) if publish else None)
+    report = validate_dataset(dataset, author, params, paths, location=source)
     table = Table("expectation", "column", "observed", "result", title=f"{dataset} · {author} · {report.rows} rows")
     for name, column, observed, result in _summary_rows(report):
         table.add_row(name, column, observed, result if result == "pass" else f"[red]{result}[/red]")
     console.print(table)
     console.print(f"Data Docs: {report.data_docs}")
     if publish:
-        target = frames.dataset_location(paths, dataset, author)
-        try:
-            publish_if_valid(source, target, report)
-        except ValidationFailed as exc:
-            err_console.print(f"[red]{exc}; {target} left unchanged[/red]")
-            raise typer.Exit(1) from exc
+        target = paths.dataset(dataset, author)
+        publish_if_valid(source, target, report)  # ValidationFailed: the target is left unchanged
         console.print(f"published {source} -> {target}")
     verdict = "passed" if report.success else f"FAILED ({len(report.failed)} of {len(report.outcomes)})"
     console.print(f"validate {dataset} {author}: {verdict}, {report.rows} rows")
@@ -324,8 +344,6 @@ def features_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from twin_ops.features.pipeline import run_features
-    from twin_ops.quality.frames import DatasetNotFound
-    from twin_ops.quality.validate import ValidationFailed
 
     params, paths, _ = _load()
     with Progress(
@@ -336,11 +354,8 @@ def features_command(
         def on_embedded(done: int, total: int) -> None:
             progress.update(task, advance=done, total=total)
 
-        try:
-            summary = run_features(author, params, paths, rebuild=rebuild, on_embedded=on_embedded)
-        except (ValidationFailed, DatasetNotFound) as exc:
-            err_console.print(f"[red]{exc}[/red] — the index and data/features are unchanged")
-            raise typer.Exit(1) from exc
+        # ValidationFailed, DatasetNotFound: the index and data/features are unchanged
+        summary = run_features(author, params, paths, rebuild=rebuild, on_embedded=on_embedded)
     console.print(summary.line())
 
 
@@ -353,18 +368,14 @@ def search_command(
 ) -> None:
     """Hybrid (BM25 + vector) search over the index, as serving retrieves."""
     from twin_ops.features.embed import Embedder
-    from twin_ops.features.search import BadQuery, search
+    from twin_ops.features.search import search
     from twin_ops.services.weaviate import connect
 
     params, _, _ = _load()
     features = params.features
     embedder = Embedder(features.embedding_model, features.device, features.embedding_batch_size)
     with connect(params) as client:
-        try:
-            hits = search(client, embedder, features, query, author, k, alpha)
-        except BadQuery as exc:
-            err_console.print(f"[red]{exc}[/red]")
-            raise typer.Exit(2) from exc
+        hits = search(client, embedder, features, query, author, k, alpha)
     table = Table("#", "score", "title", "excerpt", "url", title=f"{len(hits)} results for {query!r}")
     for rank, hit in enumerate(hits, start=1):
         excerpt = " ".join(hit.text.split())[:90]
@@ -403,13 +414,7 @@ def models_show(
     name: str, ref: Annotated[str, typer.Argument(help="A version number or alias.")] = "production"
 ) -> None:
     """One version's full record (paths, metrics, lineage) as JSON."""
-    from twin_ops.registry.store import RegistryError
-
-    try:
-        console.print_json(_registry().get(name, ref).model_dump_json())
-    except RegistryError as exc:
-        err_console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from exc
+    console.print_json(_registry().get(name, ref).model_dump_json())
 
 
 @models_app.command("promote")
@@ -417,27 +422,38 @@ def models_promote(
     name: str, ref: Annotated[str, typer.Argument(help="A version number or alias.")] = "candidate"
 ) -> None:
     """Point production at a version (the old production becomes previous)."""
-    from twin_ops.registry.store import RegistryError
-
-    try:
-        version = _registry().promote(name, ref, reason="promoted by hand (twin-ops models promote)")
-    except RegistryError as exc:
-        err_console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from exc
+    version = _registry().promote(name, ref, reason="promoted by hand (twin-ops models promote)")
     console.print(f"{name}: production -> v{version.version}")
 
 
 @models_app.command("rollback")
-def models_rollback(name: str) -> None:
-    """Point production back at the previous version."""
-    from twin_ops.registry.store import RegistryError
+def models_rollback(
+    name: str,
+    serve: Annotated[
+        bool, typer.Option("--serve", help="Also swap the running twin API (Ray Serve) back to that version.")
+    ] = False,
+    url: Annotated[str | None, typer.Option(help="The twin API to check after the swap (implies --serve).")] = None,
+) -> None:
+    """Point production back at the previous version (the rolled-back one becomes previous).
 
-    try:
-        version = _registry().rollback(name, reason="rolled back by hand (twin-ops models rollback)")
-    except RegistryError as exc:
-        err_console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from exc
-    console.print(f"{name}: production -> v{version.version}")
+    With --serve the running app serves it too; if that fails, the registry is restored.
+    """
+    from twin_ops.evaluation.promote import rollback_and_serve
+
+    params, paths, settings = _load()
+    result = rollback_and_serve(
+        name,
+        params,
+        paths,
+        serve=serve,
+        url=url,
+        api_key=settings.twin_ops_api_key,
+        reason="rolled back by hand (twin-ops models rollback)",
+    )
+    replaced = f"v{result.replaced}" if result.replaced is not None else "nothing"
+    console.print(f"{name}: production -> v{result.promoted.version} (was {replaced})")
+    if result.swap is not None:
+        say(result.swap.line())
 
 
 @app.command("datasets")
@@ -449,9 +465,6 @@ def datasets_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from twin_ops.datasets.build import run_datasets
-    from twin_ops.datasets.teacher import TeacherUnavailable
-    from twin_ops.quality.frames import DatasetNotFound
-    from twin_ops.quality.validate import ValidationFailed
     from twin_ops.training import passive_cpu_threads
 
     passive_cpu_threads()  # generation runs torch on CPU: before torch is imported
@@ -475,11 +488,8 @@ def datasets_command(
             if not console.is_terminal:
                 console.print(f"datasets {author}: {labels.get(step, step)} {done}/{total}", markup=False)
 
-        try:
-            summary = run_datasets(author, params, paths, settings, progress=on_progress)
-        except (ValidationFailed, DatasetNotFound, TeacherUnavailable) as exc:
-            err_console.print(f"[red]{exc}[/red] — data/datasets is unchanged")
-            raise typer.Exit(1) from exc
+        # ValidationFailed, DatasetNotFound, TeacherUnavailable: data/datasets is unchanged
+        summary = run_datasets(author, params, paths, settings, progress=on_progress)
     console.print(summary.line())
 
 
@@ -490,29 +500,23 @@ def train_command(
     overrides: SetOption = None,
 ) -> None:
     """Fine-tune one stage (LoRA SFT or DPO), as a local process or in a container (training.runner)."""
-    from twin_ops.quality.frames import DatasetNotFound
     from twin_ops.training import STAGES, passive_cpu_threads
 
     passive_cpu_threads()  # before torch is imported (see its docstring)
 
     params, paths, settings = _load(overrides)
     if stage not in STAGES:
-        err_console.print(f"[red]unknown stage {stage!r}[/red]; choose from {', '.join(STAGES)}")
-        raise typer.Exit(2)
+        raise InputError(f"unknown stage {stage!r}; choose from {', '.join(STAGES)}")
     if params.training.runner == "container":
-        from twin_ops.training.container import TrainingContainerFailed, run_training_container
+        from twin_ops.training.container import run_training_container
 
-        try:
-            run_training_container(stage, author, params, paths, settings, overrides=overrides or [], log=say)
-        except (TrainingContainerFailed, DatasetNotFound) as exc:
-            err_console.print(f"[red]{exc}[/red]")
-            raise typer.Exit(1) from exc
+        run_training_container(stage, author, params, paths, settings, overrides=overrides or [])
         return
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from twin_ops.training.progress import StepReport
-    from twin_ops.training.train import NothingToTrain, train
+    from twin_ops.training.train import train
 
     # A terminal gets a live bar; logs (Airflow, a container's stream) get one line per step.
     progress = Progress(
@@ -533,12 +537,8 @@ def train_command(
         speed = f"{step.tokens_per_second:.0f}"
         progress.update(task, completed=step.step, total=step.total, loss=loss, speed=speed, eta=eta)
 
-    try:
-        with progress:
-            train(stage, author, params, paths, report=report, log=say)
-    except (DatasetNotFound, FileNotFoundError, NothingToTrain) as exc:
-        err_console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from exc
+    with progress:
+        train(stage, author, params, paths, report=report, log=say)
 
 
 @app.command("serve")
@@ -556,15 +556,14 @@ def serve_command(
     from twin_ops.serving import ops
 
     params, paths, settings = _load(overrides)
-    app_args = {"overrides": _overrides(overrides or [])} if overrides else {}
+    app_args = {"overrides": parse_overrides(overrides)} if overrides else {}
     try:
         url = ops.start_local(
             params, paths, port=port, app_args=app_args, single_replica=single_replica, log=console.print
         )
-    except (ops.ServeFailed, ConfigError) as exc:
-        err_console.print(f"[red]{exc}[/red]")
-        ops.stop_local()
-        raise typer.Exit(1) from exc
+    except Exception:
+        ops.stop_local()  # whatever started is stopped; the error itself is reported by the app's group
+        raise
     if settings.ray_address:
         console.print(f"deployed to the Ray cluster at {settings.ray_address}")
         return
@@ -595,21 +594,12 @@ def query_command(
     url: Annotated[str | None, typer.Option(help="The API; default http://serving.host:serving.port.")] = None,
 ) -> None:
     """Ask the running twin API (POST /rag) and print the answer with its sources (TWIN_OPS_API_KEY if set)."""
-    from twin_ops.serving.client import ApiError, TwinClient
+    from twin_ops.serving.client import TwinClient
     from twin_ops.serving.ops import serve_url
 
     params, _, settings = _load()
     client = TwinClient(url or serve_url(params), settings.twin_ops_api_key, params.serving.timeouts.request_s)
-    try:
-        body = client.rag(question, author, k, max_tokens=max_tokens)
-    except ApiError as exc:
-        err_console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from exc
-    except OSError as exc:
-        err_console.print(
-            f"[red]cannot reach the twin API at {client.url}: {exc}[/red] (start it with `twin-ops serve`)"
-        )
-        raise typer.Exit(1) from exc
+    body = client.rag(question, author, k, max_tokens=max_tokens)  # ApiError, ApiUnreachable
     console.print(body["answer"], markup=False, highlight=False)
     table = Table("#", "score", "title", "url", title=f"sources ({body['author']}, model {body['model_version']})")
     for rank, source in enumerate(body["sources"], start=1):
@@ -644,21 +634,13 @@ def evaluate_command(
     overrides: SetOption = None,
 ) -> None:
     """Score candidate, production and base model on the author's held-out samples; the gate decides."""
-    from twin_ops.evaluation.candidate import NoTrainedModel, register_candidate
-    from twin_ops.evaluation.judge import JudgeFailed
-    from twin_ops.evaluation.lm import ModelMissing
+    from twin_ops.evaluation.candidate import register_candidate
     from twin_ops.evaluation.run import evaluate
-    from twin_ops.evaluation.samples import NoHeldOutSamples
-    from twin_ops.registry.store import RegistryError
 
     params, paths, settings = _load(overrides)
-    try:
-        if register:
-            register_candidate(author, params, paths, stage=stage, log=say)
-        result = evaluate(author, params, paths, settings, log=say)
-    except (NoTrainedModel, NoHeldOutSamples, ModelMissing, RegistryError, JudgeFailed, ConfigError) as exc:
-        err_console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from exc
+    if register:
+        register_candidate(author, params, paths, stage=stage)
+    result = evaluate(author, params, paths, settings, log=say)
     for name, path in result.files.items():
         say(f"{name}: {path}")
     if fail_on_reject and not result.decision.promote:
@@ -676,20 +658,14 @@ def promote_command(
     overrides: SetOption = None,
 ) -> None:
     """Promote the candidate the last `twin-ops evaluate` approved; a failed serve swap rolls the registry back."""
-    from twin_ops.evaluation.promote import PromotionFailed, promote_from_decision
-    from twin_ops.evaluation.report import read_decision
-    from twin_ops.evaluation.run import output_dir
-    from twin_ops.registry.store import RegistryError
+    from twin_ops.evaluation.gate import GateDecision
+    from twin_ops.evaluation.promote import promote_from_decision
 
     params, paths, settings = _load(overrides)
-    try:
-        decision = read_decision(output_dir(params, paths, author))
-        result = promote_from_decision(
-            decision, params, paths, force=force, serve=serve, url=url, api_key=settings.twin_ops_api_key, log=say
-        )
-    except (FileNotFoundError, PromotionFailed, RegistryError) as exc:
-        err_console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from exc
+    decision = GateDecision.load(paths.gate_decision(author))
+    result = promote_from_decision(
+        decision, params, paths, force=force, serve=serve, url=url, api_key=settings.twin_ops_api_key
+    )
     say(result.line())
 
 
@@ -700,15 +676,11 @@ def lineage_command(
     """Print the chain of stages, params and input hashes that produced an artifact (from dvc.lock)."""
     from rich.tree import Tree
 
-    from twin_ops.quality.lineage import LineageError, StageRecord, lineage, read_lock
+    from twin_ops.quality.lineage import StageRecord, lineage, read_lock
 
     _, paths, _ = _load()
-    lock_file = paths.root / "dvc.lock"
-    try:
-        record = lineage(artifact, read_lock(lock_file.read_text() if lock_file.exists() else ""))
-    except LineageError as exc:
-        err_console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from exc
+    lock_file = paths.dvc_lock
+    record = lineage(artifact, read_lock(lock_file.read_text() if lock_file.exists() else ""))
 
     def add(node: Tree, stage: StageRecord) -> None:
         branch = node.add(f"[bold]{stage.name}[/bold]: {stage.cmd}")
@@ -741,7 +713,8 @@ def data_versions_command(limit: int = 20) -> None:
     for version in data_versions(paths.root, limit):
         for path, md5 in sorted(version.outputs.items()):
             report = _ROWS_REPORT.get(Path(path).parent.name)  # data/<stage>/<author> -> its validated rows
-            rows = version.rows.get(f"reports/quality/{report}/{Path(path).name}.json") if report else None
+            file = paths.quality_report(report, Path(path).name).relative_to(paths.root) if report else None
+            rows = version.rows.get(str(file)) if file else None
             table.add_row(version.rev, version.date, version.subject[:40], path, md5[:12], str(rows or ""))
     console.print(table)
     console.print("restore one: git checkout <rev> -- dvc.lock && dvc checkout")

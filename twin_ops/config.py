@@ -12,19 +12,24 @@ Two kinds of configuration, kept apart on purpose:
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from twin_ops.errors import InputError
+
 PARAMS_FILE = "params.yaml"
+DECISION_FILE = "decision.json"  # the gate's decision, in each author's evaluation folder
 PARAM_ENV_PREFIX = "TWIN_OPS_PARAM__"
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError, ValueError):
     """A bad params.yaml or override; the message names the offending key."""
 
 
@@ -446,21 +451,58 @@ def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, An
     return merged
 
 
-def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
-    """Nested overrides from TWIN_OPS_PARAM__<section>__<key>=<yaml scalar> variables."""
-    environ = dict(os.environ) if environ is None else environ
-    overrides: dict[str, Any] = {}
+Overrides = Mapping[str, Any] | Iterable[str]
+
+
+def parse_overrides(overrides: Overrides | None, *, origin: str = "--set") -> dict[str, Any]:
+    """The one override format: dotted ``section.key`` → value, as a nested dict to merge over params.yaml.
+
+    Takes ``section.key=value`` strings (the CLI's ``--set``; a value is a YAML scalar, so ``8090``
+    is an int and ``[a, b]`` a list) or a mapping (a DAG form's ``overrides``, env variables turned
+    into dotted keys); a mapping's values are used as they are, and a nested dict under a key merges.
+    A malformed item raises ConfigError naming it; unknown keys and bad values are named when the
+    result is validated (load_params).
+    """
+    if overrides is None:
+        return {}
+    if isinstance(overrides, Mapping):
+        items = list(overrides.items())
+    else:
+        items = []
+        for assignment in overrides:
+            key, sep, raw = assignment.partition("=")
+            if not sep:
+                raise ConfigError(f"{origin} {assignment!r}: expected section.key=value")
+            items.append((key, yaml.safe_load(raw)))
+    tree: dict[str, Any] = {}
+    for key, value in items:
+        parts = key.split(".")
+        if not all(parts) or (len(parts) < 2 and not isinstance(value, Mapping)):
+            raise ConfigError(f"{origin} {key!r}: expected section.key=value")
+        node = value
+        for part in reversed(parts):
+            node = {part: node}
+        tree = _deep_merge(tree, node)
+    return tree
+
+
+def env_overrides(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """``TWIN_OPS_PARAM__<section>__<key>=<yaml scalar>`` variables, through parse_overrides."""
+    environ = os.environ if environ is None else environ
+    dotted: dict[str, Any] = {}
     for name, raw in environ.items():
         if not name.startswith(PARAM_ENV_PREFIX):
             continue
-        path = [part.lower() for part in name[len(PARAM_ENV_PREFIX) :].split("__") if part]
-        if len(path) < 2:
+        parts = [part.lower() for part in name[len(PARAM_ENV_PREFIX) :].split("__")]
+        if len(parts) < 2 or not all(parts):
             raise ConfigError(f"{name}: expected {PARAM_ENV_PREFIX}<section>__<key>")
-        node = overrides
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-        node[path[-1]] = yaml.safe_load(raw)
-    return overrides
+        dotted[".".join(parts)] = yaml.safe_load(raw)
+    return parse_overrides(dotted, origin="environment")
+
+
+def as_assignments(overrides: Mapping[str, Any]) -> list[str]:
+    """Dotted overrides as ``section.key=value`` strings for a child ``twin-ops --set`` (JSON is YAML)."""
+    return [f"{key}={json.dumps(value)}" for key, value in overrides.items()]
 
 
 def describe_validation_error(error: ValidationError, heading: str) -> str:
@@ -475,11 +517,14 @@ def describe_validation_error(error: ValidationError, heading: str) -> str:
 
 def load_params(
     path: Path | None = None,
-    overrides: dict[str, Any] | None = None,
+    overrides: Overrides | None = None,
     *,
     use_env: bool = True,
 ) -> Params:
-    """Read and validate params.yaml, then apply env and explicit overrides (explicit wins)."""
+    """Read and validate params.yaml, then apply env and explicit overrides (explicit wins).
+
+    ``overrides``: anything parse_overrides takes (``--set`` strings, a dotted or nested mapping).
+    """
     path = path or project_root() / PARAMS_FILE
     try:
         raw = yaml.safe_load(path.read_text()) or {}
@@ -492,7 +537,7 @@ def load_params(
     if use_env:
         raw = _deep_merge(raw, env_overrides())
     if overrides:
-        raw = _deep_merge(raw, overrides)
+        raw = _deep_merge(raw, parse_overrides(overrides))
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:
@@ -500,7 +545,8 @@ def load_params(
 
 
 class Paths(BaseModel):
-    """Where a project's files live, resolved to absolute paths once."""
+    """Every location twin-ops reads or writes, resolved to absolute paths once: the one place a
+    path is spelled. Stages ask Paths; they never join folder names themselves."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -509,11 +555,104 @@ class Paths(BaseModel):
     data: Path
     reports: Path
     cache: Path
+    models: Path | None = None  # training.output_dir; default <root>/models
+    evaluation: Path | None = None  # evaluation.output_dir; default <root>/reports/evaluation
+
+    @model_validator(mode="after")
+    def _defaults(self) -> Paths:
+        if self.models is None:
+            object.__setattr__(self, "models", self.root / "models")
+        if self.evaluation is None:
+            object.__setattr__(self, "evaluation", self.root / "reports" / "evaluation")
+        return self
+
+    # --- project files ----------------------------------------------------------------------------
 
     @property
-    def models(self) -> Path:
-        """Trained models and the registry (git-ignored; large artifacts)."""
-        return self.root / "models"
+    def params_file(self) -> Path:
+        return self.root / PARAMS_FILE
+
+    @property
+    def dvc_lock(self) -> Path:
+        return self.root / "dvc.lock"
+
+    @property
+    def dvc_repo(self) -> Path:
+        return self.root / ".dvc"
+
+    @property
+    def dvc_commit_lock(self) -> Path:
+        """Mapped DAG tasks take turns at `dvc commit` on this lock file."""
+        return self.state / "dvc-commit.lock"
+
+    # --- data (DVC-tracked) -----------------------------------------------------------------------
+
+    def crawl_store(self, author_id: str) -> Path:
+        """The crawler's store: raw documents staged for validation before they are published."""
+        return self.data / "crawl" / author_id
+
+    def raw_documents(self, author_id: str) -> Path:
+        return self.data / "raw" / author_id
+
+    def features(self, author_id: str) -> Path:
+        return self.data / "features" / author_id
+
+    def datasets(self, author_id: str) -> Path:
+        return self.data / "datasets" / author_id
+
+    def dataset(self, dataset: str, author_id: str) -> Path:
+        """Where each stage publishes its dataset for one author (the GX suites' names)."""
+        locations = {
+            "raw_documents": self.raw_documents(author_id),
+            "cleaned_documents": self.features(author_id) / "cleaned.jsonl",
+            "chunks": self.features(author_id) / "chunks.jsonl",
+            "instruct_dataset": self.datasets(author_id) / "instruct",
+            "preference_dataset": self.datasets(author_id) / "preference",
+        }
+        return locations[dataset]
+
+    # --- quality reports --------------------------------------------------------------------------
+
+    @property
+    def gx_project(self) -> Path:
+        return self.reports / "gx"
+
+    @property
+    def data_docs(self) -> Path:
+        return self.gx_project / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+
+    def quality_report(self, dataset: str, author_id: str, *, failed: bool = False) -> Path:
+        return self.reports / "quality" / dataset / f"{author_id}{'.failed' if failed else ''}.json"
+
+    # --- models, registry, evaluation -------------------------------------------------------------
+
+    def training_output(self, author_id: str, stage: str) -> Path:
+        """models/<author>/<stage>: checkpoints, adapter, merged model, model card, metrics."""
+        return self.models / author_id / stage
+
+    def training_outputs(self, author_id: str) -> Path:
+        return self.models / author_id
+
+    def training_metrics(self, author_id: str, stage: str) -> Path:
+        """A finished stage's metrics (DVC metrics: losses, steps, tokens/s)."""
+        return self.training_output(author_id, stage) / "metrics.json"
+
+    def model_card(self, author_id: str, stage: str) -> Path:
+        return self.training_output(author_id, stage) / "README.md"
+
+    @property
+    def model_cache(self) -> Path:
+        """Base models materialised once per machine (GGUF → safetensors)."""
+        return self.cache / "models"
+
+    def evaluation_output(self, author_id: str) -> Path:
+        """<evaluation.output_dir>/<author>: metrics.json, decision.json, comparison.png, report.md."""
+        return self.evaluation / author_id
+
+    def gate_decision(self, author_id: str) -> Path:
+        return self.evaluation_output(author_id) / DECISION_FILE
+
+    # --- run state (git-ignored) ------------------------------------------------------------------
 
     @property
     def weaviate_data(self) -> Path:
@@ -535,6 +674,10 @@ class Paths(BaseModel):
     def logs(self) -> Path:
         return self.state / "logs"
 
+    @property
+    def teacher_cache(self) -> Path:
+        return self.state / "datasets" / "teacher-cache"
+
 
 def resolve_paths(params: Params, settings: Settings | None = None) -> Paths:
     settings = settings or Settings()
@@ -545,4 +688,6 @@ def resolve_paths(params: Params, settings: Settings | None = None) -> Paths:
         data=(root / params.project.data_dir).resolve(),
         reports=(root / params.quality.reports_dir).resolve(),
         cache=settings.twin_ops_cache.resolve(),
+        models=(root / params.training.output_dir).resolve(),
+        evaluation=(root / params.evaluation.output_dir).resolve(),
     )

@@ -25,6 +25,8 @@ from pydantic import (
     model_validator,
 )
 
+from twin_ops.errors import TwinOpsError
+
 AuthorId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
@@ -217,7 +219,7 @@ class ModelVersion(_Record):
 RecordT = TypeVar("RecordT", bound=BaseModel)
 
 
-class RecordFileError(ValueError):
+class RecordFileError(TwinOpsError, ValueError):
     """A JSONL file holds a line that is not a valid record; the message names file and line."""
 
 
@@ -257,3 +259,22 @@ def write_jsonl(path: Path, records: Iterable[BaseModel]) -> int:
         Path(temp_name).unlink(missing_ok=True)
         raise
     return count
+
+
+# --- serving ------------------------------------------------------------------------------------
+
+
+class SwapResult(_Record):
+    """What a model swap on the running Ray Serve app did (serving.ops.swap_model returns it)."""
+
+    model_version: str  # "<name>:v<version>" as the app reports it
+    previous_user_config: dict[str, Any] | None
+    seconds: float
+    smoke_answer: str
+    smoke_sources: int
+
+    def line(self) -> str:
+        return (
+            f"serve: now serving {self.model_version} ({self.seconds:.1f}s); smoke query answered with "
+            f"{self.smoke_sources} sources"
+        )

@@ -34,34 +34,34 @@ def author_summary(
     author_id: str, params: Params, paths: Paths, settings: Settings | None = None
 ) -> list[tuple[str, str]]:
     from twin_ops.evaluation.candidate import model_name
-    from twin_ops.quality.frames import dataset_location
+    from twin_ops.evaluation.gate import GateDecision, NoGateDecision
     from twin_ops.registry.store import PRODUCTION, Registry, RegistryError
-    from twin_ops.training.train import stage_dir
 
     missing = "—"
     rows: list[tuple[str, str]] = []
-    documents = _count_lines(dataset_location(paths, "cleaned_documents", author_id))
-    chunks = _count_lines(dataset_location(paths, "chunks", author_id))
+    documents = _count_lines(paths.dataset("cleaned_documents", author_id))
+    chunks = _count_lines(paths.dataset("chunks", author_id))
     rows.append(("documents", str(documents) if documents is not None else missing))
     rows.append(("chunks (indexed)", str(chunks) if chunks is not None else missing))
     for dataset in ("instruct_dataset", "preference_dataset"):
-        sizes = _parquet_rows(dataset_location(paths, dataset, author_id))
+        sizes = _parquet_rows(paths.dataset(dataset, author_id))
         rows.append((dataset, " · ".join(f"{split} {n}" for split, n in sizes.items()) or missing))
     for stage in ("sft", "dpo"):
-        metrics = _json(stage_dir(params, paths, author_id, stage) / "metrics.json")
+        metrics = _json(paths.training_metrics(author_id, stage))
         if metrics:
             start, end = metrics.get("train_loss_start", float("nan")), metrics.get("train_loss_end", float("nan"))
             loss = f"{start:.3f} → {end:.3f}"
             rows.append((f"{stage} training loss", f"{loss} ({metrics.get('steps', '?')} steps)"))
         else:
             rows.append((f"{stage} training loss", missing))
-    decision = _json(paths.root / params.evaluation.output_dir / author_id / "decision.json")
-    if decision:
-        verdict = "PROMOTE" if decision["promote"] else "REJECT"
-        reason = decision["reasons"][0] if decision["reasons"] else ""
-        rows.append(("evaluation", f"{verdict} {decision['candidate']} vs {decision['reference']}: {reason}"))
-    else:
+    try:
+        decision = GateDecision.load(paths.gate_decision(author_id))
+    except NoGateDecision:
         rows.append(("evaluation", missing))
+    else:
+        verdict = "PROMOTE" if decision.promote else "REJECT"
+        reason = decision.reasons[0] if decision.reasons else ""
+        rows.append(("evaluation", f"{verdict} {decision.candidate} vs {decision.reference}: {reason}"))
     name = model_name(params, author_id)
     try:
         production = Registry(paths.models).alias(name, PRODUCTION)

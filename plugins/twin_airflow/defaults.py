@@ -7,7 +7,7 @@ libraries (the DAG-integrity test checks that).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from functools import cache
@@ -67,21 +67,34 @@ def log_failure(context: dict[str, Any]) -> None:
 
 @contextmanager
 def stage_errors() -> Iterator[None]:
-    """Around every task body: services from Airflow connections, and the right kind of failure.
+    """The one place a twin-ops error becomes an Airflow outcome (twin_ops never imports Airflow).
 
-    A failed check or bad input fails the task at once (retrying cannot fix it); anything else (a
-    crashed process, a service not up yet) raises as is and is retried.
+    Services come from Airflow connections first. A TwinOpsError that is not ``retryable`` (a failed
+    check, bad input or config) fails the task at once: retrying cannot fix it. A retryable one (a
+    service not up yet) and anything unexpected (a crashed process) raise as they are, so Airflow
+    retries them with backoff.
     """
     import os
 
     from airflow.sdk.exceptions import AirflowFailException
 
     from twin_airflow.connections import service_environment
-    from twin_ops.config import ConfigError
-    from twin_ops.dag_tasks.common import StageFailed
+    from twin_ops.errors import TwinOpsError
 
     os.environ.update(service_environment())  # stage code and its child processes read these
     try:
         yield
-    except (StageFailed, ConfigError) as exc:
-        raise AirflowFailException(str(exc)) from exc
+    except TwinOpsError as exc:
+        if exc.retryable:
+            raise
+        raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+
+
+def run_stage(function: Callable[..., Any], *args: Any) -> Any:
+    """Call one twin_ops.dag_tasks function for a task: errors mapped (stage_errors), and its
+    typed record returned as JSON for XCom (``model_dump(mode="json")``, via pydantic)."""
+    from pydantic import TypeAdapter
+
+    with stage_errors():
+        result = function(*args)
+    return TypeAdapter(type(result)).dump_python(result, mode="json")

@@ -18,8 +18,8 @@ import yaml
 from tests.support.tiny import build_tiny_model
 from twin_ops.config import Settings, load_params, resolve_paths
 from twin_ops.evaluation.candidate import model_name, register_candidate
+from twin_ops.evaluation.gate import GateDecision
 from twin_ops.evaluation.promote import promote_from_decision
-from twin_ops.evaluation.report import read_decision
 from twin_ops.evaluation.run import evaluate
 from twin_ops.llm import resolve_model
 from twin_ops.registry.store import Registry
@@ -107,20 +107,20 @@ def test_lifecycle_register_evaluate_gate_promote(project, monkeypatch):
 
     # 1. A first trained model, no production yet: it must beat the base model.
     train_sft(project, steps=4)
-    first = register_candidate(AUTHOR, params, paths, stage="sft", log=lines.append)
+    first = register_candidate(AUTHOR, params, paths, stage="sft")
     assert first.version == 1 and first.lineage["data"]["instruct_dataset"]["sha256"]["test"]
     assert first.lineage["params"]["training"]["base_model"] == params.training.base_model
     assert (paths.root / first.merged_path / "model.safetensors").exists()  # snapshotted, not the stage dir
-    assert register_candidate(AUTHOR, params, paths, stage="sft", log=lines.append) == first  # idempotent
+    assert register_candidate(AUTHOR, params, paths, stage="sft") == first  # idempotent
     result = evaluate(AUTHOR, params, paths, settings, log=lines.append)
     assert [m.role for m in result.models] == ["candidate", "base"]
     assert result.decision.reference_role == "base" and result.decision.promote, result.decision.reasons
-    promote_from_decision(read_decision(result.output_dir), params, paths, log=lines.append)
+    promote_from_decision(GateDecision.load(paths.gate_decision(AUTHOR)), params, paths)
     assert registry.get(name, "production").version == 1
 
     # 2. Trained longer: compared with production and base on the same samples; all three reported.
     train_sft(project, steps=16)
-    second = register_candidate(AUTHOR, params, paths, stage="sft", log=lines.append)
+    second = register_candidate(AUTHOR, params, paths, stage="sft")
     assert second.version == 2
     result = evaluate(AUTHOR, params, paths, settings, log=lines.append)
     assert [(m.role, m.label) for m in result.models] == [
@@ -142,7 +142,7 @@ def test_lifecycle_register_evaluate_gate_promote(project, monkeypatch):
     assert (result.output_dir / "comparison.png").stat().st_size > 10_000
     assert result.decision.promote and result.decision.reference_role == "production"
     assert registry.get(name, 2).metrics["heldout_perplexity"] == pytest.approx(candidate)
-    promote_from_decision(read_decision(result.output_dir), params, paths, log=lines.append)
+    promote_from_decision(GateDecision.load(paths.gate_decision(AUTHOR)), params, paths)
     assert registry.get(name, "production").version == 2 and registry.get(name, "previous").version == 1
 
     # 3. A broken candidate (its trained weights scrambled) is rejected; production does not change.
@@ -163,9 +163,9 @@ def test_lifecycle_register_evaluate_gate_promote(project, monkeypatch):
     evaluated = runner.invoke(app, ["evaluate", "--author", AUTHOR, "--stage", "dpo", "--fail-on-reject"])
     assert evaluated.exit_code == 3, evaluated.output
     assert f"{name}:v3 is the candidate" in evaluated.output and "gate: REJECT" in evaluated.output
-    decision = read_decision(paths.root / params.evaluation.output_dir / AUTHOR)
-    assert decision["candidate_version"] == 3 and not decision["promote"]
-    assert "perplexity" in decision["reasons"][0] and decision["reasons"][0].endswith("fail")
+    decision = GateDecision.load(paths.gate_decision(AUTHOR))
+    assert decision.candidate_version == 3 and not decision.promote
+    assert "perplexity" in decision.reasons[0] and decision.reasons[0].endswith("fail")
     assert "REJECT" in (paths.root / params.evaluation.output_dir / AUTHOR / "report.md").read_text()
     refused = runner.invoke(app, ["promote", "--author", AUTHOR])
     assert refused.exit_code == 1 and "the gate rejected" in refused.output

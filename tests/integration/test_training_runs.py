@@ -197,6 +197,6 @@ def test_failing_container_run_fails_the_task_with_its_exit_status(boxed, engine
 
     # The same container through our own runner (training.runner=container): the same status.
     with pytest.raises(TrainingContainerFailed) as failure:
-        run_training_container("sft", "boxed", params, paths, settings, overrides=bad, log=lambda _: None)
+        run_training_container("sft", "boxed", params, paths, settings, overrides=bad)
     assert failure.value.status == 2
     assert any("training.lora.r" in line for line in failure.value.tail)

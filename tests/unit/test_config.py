@@ -72,3 +72,48 @@ def test_params_are_immutable():
     params = load_params(ROOT / "params.yaml", use_env=False)
     with pytest.raises(ValueError):
         params.weaviate.http_port = 1
+
+
+def test_one_override_format_from_the_cli_a_dag_form_and_the_environment(monkeypatch):
+    from twin_ops.config import as_assignments, parse_overrides
+
+    from_cli = parse_overrides(["training.sft.max_steps=20", "training.lora.target_modules=[q_proj, v_proj]"])
+    from_form = parse_overrides({"training.sft.max_steps": 20, "training.lora.target_modules": ["q_proj", "v_proj"]})
+    from_env = env_overrides(
+        {
+            "TWIN_OPS_PARAM__training__sft__max_steps": "20",
+            "TWIN_OPS_PARAM__TRAINING__LORA__TARGET_MODULES": "[q_proj, v_proj]",
+        }
+    )
+    assert (
+        from_cli
+        == from_form
+        == from_env
+        == {"training": {"sft": {"max_steps": 20}, "lora": {"target_modules": ["q_proj", "v_proj"]}}}
+    )
+    flat = {"training.base_model": "/models/my base", "serving.author": "true", "training.packing": True}
+    assert parse_overrides(as_assignments(flat)) == parse_overrides(flat)  # what a child `--set` receives
+    params = load_params(ROOT / "params.yaml", ["training.sft.max_steps=20"], use_env=False)
+    assert params.training.sft.max_steps == 20
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["weaviate.http_port"], r"--set 'weaviate.http_port': expected section.key=value"),
+        (["weaviate=1"], r"--set 'weaviate': expected section.key=value"),
+        ({"training..r": 1}, r"'training..r': expected section.key=value"),
+        (["weaviate.htp_port=1"], r"weaviate\.htp_port: unknown key"),
+        ({"training.lora.r": 0}, r"training\.lora\.r: Input should be greater than or equal to 1"),
+    ],
+)
+def test_a_bad_override_names_the_key(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_params(ROOT / "params.yaml", overrides, use_env=False)
+
+
+def test_config_errors_are_input_errors_with_exit_code_2():
+    from twin_ops.errors import InputError
+
+    assert issubclass(ConfigError, InputError) and issubclass(ConfigError, ValueError)
+    assert ConfigError.exit_code == 2 and not ConfigError.retryable

@@ -7,7 +7,9 @@ import pytest
 import yaml
 
 from twin_ops.config import ConfigError
-from twin_ops.dag_tasks.common import StageFailed, assignments, failure_summary, load, nested
+from twin_ops.config import as_assignments as assignments
+from twin_ops.config import parse_overrides as nested
+from twin_ops.dag_tasks.common import StageFailed, failure_summary, load
 from twin_ops.dag_tasks.training import resolve_run
 
 FORM = {
@@ -27,8 +29,8 @@ FORM = {
 
 def test_form_fields_become_params_overrides():
     spec = resolve_run(FORM, [])
-    assert spec["author"] == "wren-halvorsen" and spec["backend"] == "local" and spec["skip_dpo"] is False
-    params, _, _ = load(spec["overrides"])
+    assert spec.author == "wren-halvorsen" and spec.backend == "local" and spec.skip_dpo is False
+    params, _, _ = load(spec.overrides)
     assert params.training.sft.epochs == 2 and params.training.dpo.max_steps == 5
     assert params.training.sft.learning_rate == 0.001 and params.training.lora.r == 8
     assert params.training.max_length == 256  # the free-form overrides apply too
@@ -36,7 +38,7 @@ def test_form_fields_become_params_overrides():
 
 def test_the_asset_event_names_the_author_of_a_scheduled_run():
     spec = resolve_run(FORM, [{"author": "juno-marsh", "chunks": 12}])
-    assert spec["author"] == "juno-marsh"
+    assert spec.author == "juno-marsh"
 
 
 @pytest.mark.parametrize(
@@ -67,3 +69,53 @@ def test_the_failure_summary_names_task_author_try_error_and_log():
     assert line == (
         "twin_nightly_refresh: task refresh_author.validate_raw[0] failed on try 1: StageFailed: 3 checks (log: http://x/log)"
     )
+
+
+@pytest.fixture
+def run_stage(monkeypatch):
+    """plugins/twin_airflow's run_stage, importable as the DAG processor imports it."""
+    import sys
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "plugins"))
+    from twin_airflow import connections, defaults
+
+    monkeypatch.setattr(connections, "service_environment", dict)  # no Airflow metadata DB here
+    yield defaults.run_stage
+    sys.modules.pop("twin_airflow.defaults", None)
+
+
+def test_a_task_fails_at_once_on_a_twin_ops_error_and_retries_a_retryable_one(run_stage):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from twin_ops.errors import ServiceUnavailable
+
+    def check_failed():
+        raise StageFailed("3 checks failed")
+
+    def weaviate_down():
+        raise ServiceUnavailable("Weaviate is not up yet")
+
+    def bug():
+        raise KeyError("oops")
+
+    with pytest.raises(AirflowFailException, match="StageFailed: 3 checks failed"):
+        run_stage(check_failed)
+    with pytest.raises(ServiceUnavailable):  # raised as is: Airflow retries it
+        run_stage(weaviate_down)
+    with pytest.raises(KeyError):
+        run_stage(bug)
+
+
+def test_task_records_travel_as_json_and_come_back_typed(run_stage):
+    from twin_ops.dag_tasks.records import RunSpec
+
+    spec = run_stage(resolve_run, FORM, [])
+    assert spec == {
+        "author": "wren-halvorsen",
+        "backend": "local",
+        "skip_dpo": False,
+        "overrides": spec["overrides"],
+    }
+    assert RunSpec.model_validate(spec) == resolve_run(FORM, [])
+    assert yaml.safe_dump(spec)  # plain JSON types only: what XCom stores

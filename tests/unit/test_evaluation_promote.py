@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 
 from twin_ops.config import Paths
+from twin_ops.domain import SwapResult
+from twin_ops.evaluation.gate import GateDecision
 from twin_ops.evaluation.promote import PromotionFailed, promote_and_serve, promote_from_decision
 from twin_ops.registry.store import Registry, RegistryError
-from twin_ops.serving.ops import ServeFailed, SwapResult
+from twin_ops.serving.ops import ServeFailed
 
 NAME = "wren-halvorsen-twin"
 
@@ -32,7 +34,10 @@ def failing_swap(params, paths, version, **_):
 
 def working_swap(params, paths, version, **kwargs):
     assert kwargs["models_dir"] == paths.models  # the swap reads the same registry
-    return SwapResult(f"{NAME}:v{version}", None, 0.1, "answer", 2)
+    served = f"{NAME}:v{version}"
+    return SwapResult(
+        model_version=served, previous_user_config=None, seconds=0.1, smoke_answer="answer", smoke_sources=2
+    )
 
 
 def test_promotion_moves_production_and_previous_then_serves(tmp_path, params):
@@ -40,9 +45,9 @@ def test_promotion_moves_production_and_previous_then_serves(tmp_path, params):
     registry = Registry(paths.models)
     for _ in range(2):
         registry.register(NAME, "base")
-    first = promote_and_serve(NAME, params, paths, version=1, log=lambda _: None)
+    first = promote_and_serve(NAME, params, paths, version=1)
     assert first.swap is None and first.replaced is None  # no serving asked: aliases only
-    second = promote_and_serve(NAME, params, paths, serve=True, swap=working_swap, log=lambda _: None)
+    second = promote_and_serve(NAME, params, paths, serve=True, swap=working_swap)
     assert second.promoted.version == 2 and second.replaced == 1
     assert second.swap.model_version == f"{NAME}:v2" and "production v1 -> v2" in second.line()
     assert aliases(registry) == {"candidate": 2, "production": 2, "previous": 1}
@@ -57,7 +62,7 @@ def test_failing_swap_restores_the_registry_exactly(tmp_path, params):
     registry.promote(NAME, 2)
     before = aliases(registry)  # production 2, previous 1
     with pytest.raises(PromotionFailed, match=r"v3 could not be served \(ServeFailed: smoke query") as failure:
-        promote_and_serve(NAME, params, paths, version=3, serve=True, swap=failing_swap, log=lambda _: None)
+        promote_and_serve(NAME, params, paths, version=3, serve=True, swap=failing_swap)
     assert "registry rolled back, production is v2" in str(failure.value)
     assert aliases(registry) == before  # previous is still v1, not the failed v3
     history = registry.entry(NAME).history
@@ -73,7 +78,7 @@ def test_failing_first_promotion_leaves_no_production(tmp_path, params):
         raise ConnectionRefusedError("nothing listens on 127.0.0.1:9")
 
     with pytest.raises(PromotionFailed, match=r"ConnectionRefusedError.*production is unset"):
-        promote_and_serve(NAME, params, paths, url="http://127.0.0.1:9", swap=unreachable, log=lambda _: None)
+        promote_and_serve(NAME, params, paths, url="http://127.0.0.1:9", swap=unreachable)
     assert aliases(registry) == {"candidate": 1}  # serving falls back to the base model, as before
 
 
@@ -81,10 +86,10 @@ def test_promote_then_rollback_restores_the_exact_previous_version(tmp_path, par
     paths = project(tmp_path)
     registry = Registry(paths.models)
     registry.register(NAME, "base", metrics={"heldout_perplexity": 20.0}, lineage={"stage": "sft"})
-    promote_and_serve(NAME, params, paths, log=lambda _: None)
+    promote_and_serve(NAME, params, paths)
     production = registry.get(NAME, "production")
     registry.register(NAME, "base", metrics={"heldout_perplexity": 15.0})
-    promote_and_serve(NAME, params, paths, expected_production=1, log=lambda _: None)
+    promote_and_serve(NAME, params, paths, expected_production=1)
     assert registry.rollback(NAME) == production
     assert registry.get(NAME, "production").model_dump() == production.model_dump()
 
@@ -93,18 +98,20 @@ def test_a_rejected_decision_is_not_promoted(tmp_path, params):
     paths = project(tmp_path)
     registry = Registry(paths.models)
     registry.register(NAME, "base")
-    decision = {
-        "promote": False,
-        "model_name": NAME,
-        "candidate": f"{NAME}:v1",
-        "candidate_version": 1,
-        "production_version": None,
-        "reasons": ["perplexity 90 vs base 80: -12.5% (needs +2.0%) — fail"],
-    }
+    decision = GateDecision(
+        promote=False,
+        model_name=NAME,
+        candidate=f"{NAME}:v1",
+        candidate_version=1,
+        production_version=None,
+        reference_role="base",
+        reference="base",
+        reasons=["perplexity 90 vs base 80: -12.5% (needs +2.0%) — fail"],
+    )
     with pytest.raises(PromotionFailed, match=r"the gate rejected .*-12\.5%"):
         promote_from_decision(decision, params, paths)
     assert registry.alias(NAME, "production") is None
-    forced = promote_from_decision(decision, params, paths, force=True, log=lambda _: None)
+    forced = promote_from_decision(decision, params, paths, force=True)
     assert forced.promoted.version == 1
     assert registry.entry(NAME).history[-1]["reason"] == "promoted by hand over a rejection (--force)"
 
@@ -115,7 +122,7 @@ def _promote(root: str, version: int, results) -> None:
     params = load_params(Path(__file__).resolve().parents[2] / "params.yaml", use_env=False)
     paths = project(Path(root))
     try:
-        promote_and_serve(NAME, params, paths, version=version, expected_production=1, log=lambda _: None)
+        promote_and_serve(NAME, params, paths, version=version, expected_production=1)
         results.put((version, "promoted"))
     except RegistryError as exc:
         results.put((version, str(exc)))
@@ -164,8 +171,73 @@ def test_cli_says_what_is_missing(tmp_path, monkeypatch):
 
 
 def test_registration_reads_the_folder_training_writes(tmp_path, params):
-    from twin_ops.evaluation.candidate import training_output
     from twin_ops.training.train import stage_dir
 
     paths = project(tmp_path)
-    assert training_output(params, paths, "wren", "dpo") == stage_dir(params, paths, "wren", "dpo")
+    assert paths.training_output("wren", "dpo") == stage_dir(params, paths, "wren", "dpo")
+
+
+def test_rollback_serves_the_previous_version_and_a_failed_swap_undoes_it(tmp_path, params):
+    from twin_ops.evaluation.promote import rollback_and_serve
+
+    paths = project(tmp_path)
+    registry = Registry(paths.models)
+    for _ in range(2):
+        registry.register(NAME, "base")
+    registry.promote(NAME, 1)
+    registry.promote(NAME, 2)
+    with pytest.raises(PromotionFailed, match="registry rolled back, production is v2"):
+        rollback_and_serve(NAME, params, paths, serve=True, swap=failing_swap)
+    assert aliases(registry) == {"candidate": 2, "production": 2, "previous": 1}
+    rolled = rollback_and_serve(NAME, params, paths, serve=True, swap=working_swap)
+    assert (rolled.promoted.version, rolled.replaced, rolled.swap.model_version) == (1, 2, f"{NAME}:v1")
+    assert aliases(registry) == {"candidate": 2, "production": 1, "previous": 2}
+
+
+def test_the_gate_decision_round_trips_through_its_file(tmp_path, params):
+    from twin_ops.errors import InputError
+    from twin_ops.evaluation.gate import NoGateDecision, decide
+
+    decision = decide(
+        {"perplexity": 10.0},
+        {"perplexity": 20.0},
+        params.evaluation,
+        candidate_label=f"{NAME}:v2",
+        reference_role="base",
+        reference_label="base:tiny",
+        model_name=NAME,
+        candidate_version=2,
+    )
+    paths = project(tmp_path)
+    with pytest.raises(NoGateDecision, match="run `twin-ops evaluate` first"):
+        GateDecision.load(paths.gate_decision("wren"))
+    saved = decision.save(paths.gate_decision("wren"))
+    assert GateDecision.load(saved) == decision and decision.promote
+    assert decision.primary_metric == params.evaluation.primary_metric
+    saved.write_text(saved.read_text().replace('"promote": true', '"promote": "maybe"'))
+    with pytest.raises(InputError, match="not a valid gate decision"):
+        GateDecision.load(saved)
+
+
+def test_cli_rolls_production_back_and_names_what_is_missing(tmp_path, monkeypatch):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from twin_ops.cli import app
+
+    shutil.copy(Path(__file__).resolve().parents[2] / "params.yaml", tmp_path / "params.yaml")
+    monkeypatch.setenv("TWIN_OPS_HOME", str(tmp_path))
+    registry = Registry(tmp_path / "models")  # training.output_dir in params.yaml
+    registry.register(NAME, "base")
+    registry.promote(NAME, 1)
+    runner = CliRunner()
+    nothing = runner.invoke(app, ["models", "rollback", NAME])
+    assert nothing.exit_code == 1 and "no previous version to roll back to" in nothing.output
+    registry.register(NAME, "base")
+    registry.promote(NAME, 2)
+    rolled = runner.invoke(app, ["models", "rollback", NAME])
+    assert rolled.exit_code == 0, rolled.output
+    assert f"{NAME}: production -> v1 (was v2)" in rolled.output
+    assert aliases(registry) == {"candidate": 2, "production": 1, "previous": 2}
+    assert registry.entry(NAME).history[-1]["reason"] == "rolled back by hand (twin-ops models rollback)"

@@ -1,24 +1,32 @@
 """twin_training, for one author: datasets → validate → SFT → DPO → register → evaluate → gate → promote.
 
-A run is described by a small dict (``RunSpec``) made once from the trigger — the Params form, or
+A run is described by a small record (``RunSpec``) made once from the trigger — the Params form, or
 the feature asset event that scheduled it — and passed to every task, so each task loads the same
-params.yaml + overrides.
+params.yaml + overrides. Functions take the records the previous task returned; pydantic's
+``validate_call`` turns the JSON Airflow hands over (XCom) back into them.
 """
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+import logging
+from typing import Any
 
-from twin_ops.dag_tasks.common import StageFailed, assignments, load, twin_ops_command
+from pydantic import validate_call
 
-BACKENDS = ("local", "docker")
+from twin_ops.config import as_assignments
+from twin_ops.dag_tasks.common import StageFailed, load, twin_ops_command
+from twin_ops.dag_tasks.records import (
+    BACKENDS,
+    CandidateRegistered,
+    DatasetsValidated,
+    EvaluationSummary,
+    Promoted,
+    RunSpec,
+    SmokeAnswer,
+    StageTrained,
+)
 
-
-class RunSpec(TypedDict):
-    author: str
-    backend: str  # "local" process or "docker" container (DockerOperator)
-    skip_dpo: bool
-    overrides: dict[str, Any]  # dotted params.yaml keys → values, for every stage of this run
+log = logging.getLogger(__name__)
 
 
 def resolve_run(form: dict[str, Any], asset_events: list[dict[str, Any]]) -> RunSpec:
@@ -46,155 +54,154 @@ def resolve_run(form: dict[str, Any], asset_events: list[dict[str, Any]]) -> Run
     if not author_file(params, paths, author).exists():
         raise StageFailed(f"unknown author {author!r}: no {author_file(params, paths, author)}")
     spec = RunSpec(author=author, backend=backend, skip_dpo=bool(form.get("skip_dpo")), overrides=overrides)
-    print(f"twin_training run: {spec}", flush=True)
+    log.info("twin_training run: %s", spec.model_dump_json())
     return spec
 
 
-def datasets(run: RunSpec) -> dict[str, Any]:
+@validate_call
+def datasets(run: RunSpec):
     """Instruction and preference datasets from the author's cleaned documents (GX-validated)."""
-    from dataclasses import asdict
-
     from twin_ops.datasets.build import run_datasets
     from twin_ops.quality.frames import DatasetNotFound
     from twin_ops.quality.validate import ValidationFailed
 
-    params, paths, settings = load(run["overrides"])
+    params, paths, settings = load(run.overrides)
     try:
-        summary = run_datasets(run["author"], params, paths, settings)
+        summary = run_datasets(run.author, params, paths, settings)
     except (ValidationFailed, DatasetNotFound) as exc:
-        raise StageFailed(f"{exc}; data/datasets/{run['author']} is unchanged") from exc
-    print(summary.line(), flush=True)
-    return asdict(summary)
+        raise StageFailed(f"{exc}; {paths.datasets(run.author)} is unchanged") from exc
+    log.info(summary.line())
+    return summary
 
 
-def validate_datasets(run: RunSpec) -> dict[str, Any]:
+@validate_call
+def validate_datasets(run: RunSpec) -> DatasetsValidated:
     """Re-check the published datasets the training stages will read."""
     from twin_ops.quality.validate import validate_dataset
 
-    params, paths, _ = load(run["overrides"])
-    result: dict[str, Any] = {"author": run["author"]}
+    params, paths, _ = load(run.overrides)
+    rows: dict[str, int] = {}
+    data_docs = ""
     for dataset in ("instruct_dataset", "preference_dataset"):
-        report = validate_dataset(dataset, run["author"], params, paths)
+        report = validate_dataset(dataset, run.author, params, paths)
         if not report.success:
             raise StageFailed(f"{dataset} failed {len(report.failed)} checks (Data Docs: {report.data_docs})")
-        result[dataset] = report.rows
-        result["data_docs"] = str(report.data_docs)
-    return result
+        rows[dataset] = report.rows
+        data_docs = str(report.data_docs)
+    return DatasetsValidated(author=run.author, data_docs=data_docs, **rows)
 
 
-def _stage_result(run: RunSpec, stage: str) -> dict[str, Any]:
+def _stage_result(run: RunSpec, stage: str) -> StageTrained:
     import json
 
-    from twin_ops.training.train import stage_dir
+    _, paths, _ = load(run.overrides)
+    return StageTrained(
+        stage=stage,
+        output_dir=str(paths.training_output(run.author, stage)),
+        model_card=str(paths.model_card(run.author, stage)),
+        metrics=json.loads(paths.training_metrics(run.author, stage).read_text()),
+    )
 
-    params, paths, _ = load(run["overrides"])
-    folder = stage_dir(params, paths, run["author"], stage)
-    metrics = json.loads((folder / "metrics.json").read_text())
-    return {"stage": stage, "output_dir": str(folder), "model_card": str(folder / "README.md"), "metrics": metrics}
 
-
-def train_local(run: RunSpec, stage: str) -> dict[str, Any]:
+@validate_call
+def train_local(run: RunSpec, stage: str) -> StageTrained:
     """One stage as a local process (`twin-ops train`); a retry resumes from its last checkpoint."""
-    overrides = {**run["overrides"], "training.runner": "local"}
-    twin_ops_command("train", "--stage", stage, "--author", run["author"], *_set_args(overrides))
+    overrides = {**run.overrides, "training.runner": "local"}
+    sets = [arg for item in as_assignments(overrides) for arg in ("--set", item)]
+    twin_ops_command("train", "--stage", stage, "--author", run.author, *sets)
     return _stage_result(run, stage)
 
 
+@validate_call
 def container_kwargs(run: RunSpec, stage: str) -> dict[str, Any]:
     """DockerOperator arguments for one stage: image (built locally when needed), entrypoint,
     mounts, GPU device requests, network_mode="none" (twin_ops.training.container)."""
     from twin_ops.training.container import docker_operator_kwargs
 
-    params, paths, settings = load(run["overrides"])
-    return docker_operator_kwargs(
-        stage, run["author"], params, paths, settings, overrides=assignments(run["overrides"])
+    params, paths, settings = load(run.overrides)
+    return docker_operator_kwargs(stage, run.author, params, paths, settings, overrides=as_assignments(run.overrides))
+
+
+@validate_call
+def register_candidate(run: RunSpec) -> CandidateRegistered:
+    """The last trained stage (DPO, or SFT when DPO was skipped) becomes the registry's candidate."""
+    from twin_ops.evaluation.candidate import register_candidate as register
+
+    params, paths, _ = load(run.overrides)
+    version = register(run.author, params, paths, stage="sft" if run.skip_dpo else "dpo")
+    return CandidateRegistered(model_name=version.name, version=version.version)
+
+
+@validate_call
+def evaluate(run: RunSpec, candidate: CandidateRegistered) -> EvaluationSummary:
+    """Candidate vs production (if any) vs base on the held-out split; writes the report and decision.
+
+    The gate's decision is logged once, by the evaluation itself.
+    """
+    from twin_ops.evaluation.run import evaluate as evaluate_models
+
+    params, paths, settings = load(run.overrides)
+    result = evaluate_models(run.author, params, paths, settings, candidate=candidate.version)
+    return EvaluationSummary(
+        promote=result.decision.promote,
+        decision=result.decision.line(),
+        reasons=result.decision.reasons,
+        output_dir=str(result.output_dir),
+        decision_file=str(paths.gate_decision(run.author)),
+        report=str(result.files.get("report", result.output_dir / "report.md")),
+        metrics={m.role: m.metrics for m in result.models},
     )
 
 
-def _set_args(overrides: dict[str, Any]) -> list[str]:
-    return [arg for item in assignments(overrides) for arg in ("--set", item)]
-
-
-def register_candidate(run: RunSpec) -> dict[str, Any]:
-    """The last trained stage (DPO, or SFT when DPO was skipped) becomes the registry's candidate."""
-    from twin_ops.evaluation.candidate import NoTrainedModel
-    from twin_ops.evaluation.candidate import register_candidate as register
-
-    params, paths, _ = load(run["overrides"])
-    try:
-        version = register(run["author"], params, paths, stage="sft" if run["skip_dpo"] else "dpo")
-    except NoTrainedModel as exc:
-        raise StageFailed(str(exc)) from exc
-    return {"model_name": version.name, "version": version.version}
-
-
-def evaluate(run: RunSpec, candidate: dict[str, Any]) -> dict[str, Any]:
-    """Candidate vs production (if any) vs base on the held-out split; writes the report and decision."""
-    from twin_ops.evaluation.run import evaluate as evaluate_models
-
-    params, paths, settings = load(run["overrides"])
-    result = evaluate_models(run["author"], params, paths, settings, candidate=candidate["version"])
-    print(result.line(), flush=True)
-    print(result.decision.line(), flush=True)
-    return {
-        "promote": result.decision.promote,
-        "decision": result.decision.line(),
-        "reasons": result.decision.reasons,
-        "output_dir": str(result.output_dir),
-        "report": str(result.files.get("report", result.output_dir / "report.md")),
-        "metrics": {m.role: m.metrics for m in result.models},
-    }
-
-
-def promote(run: RunSpec, evaluation: dict[str, Any]) -> dict[str, Any]:
+@validate_call
+def promote(run: RunSpec, evaluation: EvaluationSummary) -> Promoted:
     """Move production to the approved candidate and make the running Ray Serve app serve it; a
     failed health check or smoke query rolls both back and fails the task with the reason."""
     from pathlib import Path
 
     from twin_ops.config import Settings
-    from twin_ops.evaluation.promote import PromotionFailed, promote_from_decision
-    from twin_ops.evaluation.report import read_decision
-    from twin_ops.registry.store import RegistryError
+    from twin_ops.evaluation.gate import GateDecision
+    from twin_ops.evaluation.promote import promote_from_decision
     from twin_ops.serving.ops import serve_url
 
-    params, paths, _ = load(run["overrides"])
-    decision = read_decision(Path(evaluation["output_dir"]))
+    params, paths, _ = load(run.overrides)
+    decision = GateDecision.load(Path(evaluation.decision_file))
     # The app serves one twin (serving.model_name); another author's twin is promoted in the
     # registry only, and served by an app configured for it.
-    served = decision["model_name"] == params.serving.model_name
+    served = decision.model_name == params.serving.model_name
     url = serve_url(params)
-    api_key = Settings().twin_ops_api_key
-    try:
-        result = promote_from_decision(
-            decision, params, paths, serve=served, url=url if served else None, api_key=api_key
-        )
-    except (PromotionFailed, RegistryError) as exc:  # RegistryError: production moved since the gate looked
-        raise StageFailed(str(exc)) from exc
-    print(result.line(), flush=True)
-    return {
-        "model_name": result.name,
-        "version": result.promoted.version,
-        "replaced": result.replaced,
-        "endpoint": url if served else None,
-        "model_version": result.swap.model_version if result.swap else None,
-    }
+    # PromotionFailed; RegistryError when production moved since the gate looked
+    result = promote_from_decision(
+        decision, params, paths, serve=served, url=url if served else None, api_key=Settings().twin_ops_api_key
+    )
+    log.info(result.line())
+    return Promoted(
+        model_name=result.name,
+        version=result.promoted.version,
+        replaced=result.replaced,
+        endpoint=url if served else None,
+        model_version=result.swap.model_version if result.swap else None,
+    )
 
 
-def smoke_query(run: RunSpec, promoted: dict[str, Any]) -> dict[str, Any]:
+@validate_call
+def smoke_query(run: RunSpec, promoted: Promoted) -> SmokeAnswer:
     """One /rag question through the HTTP API: the answer must come from the promoted version."""
     from twin_ops.config import Settings
     from twin_ops.serving.client import TwinClient
 
-    params, _, _ = load(run["overrides"])
-    if promoted["endpoint"] is None:
-        print(f"smoke query: skipped, the app serves {params.serving.model_name}, not {promoted['model_name']}")
-        return {"model_version": None, "answer": None, "sources": []}
-    client = TwinClient(promoted["endpoint"], Settings().twin_ops_api_key)
-    answer = client.rag(params.serving.smoke_query, author=run["author"], max_tokens=32)
-    expected = f"{promoted['model_name']}:v{promoted['version']}"
+    params, _, _ = load(run.overrides)
+    if promoted.endpoint is None:
+        log.info("smoke query: skipped, the app serves %s, not %s", params.serving.model_name, promoted.model_name)
+        return SmokeAnswer(model_version=None, answer=None, sources=[])
+    client = TwinClient(promoted.endpoint, Settings().twin_ops_api_key)
+    answer = client.rag(params.serving.smoke_query, author=run.author, max_tokens=32)
+    expected = f"{promoted.model_name}:v{promoted.version}"
     if answer.get("model_version") != expected:
         raise StageFailed(f"the smoke query was answered by {answer.get('model_version')}, not {expected}")
-    print(f"smoke query: {params.serving.smoke_query!r} -> {answer['answer'][:200]!r}", flush=True)
+    log.info("smoke query: %r -> %r", params.serving.smoke_query, answer["answer"][:200])
     for source in answer.get("sources", []):
-        print(f"  source: {source.get('title')} {source.get('url')} ({source.get('score')})", flush=True)
-    return {"model_version": answer["model_version"], "answer": answer["answer"], "sources": answer.get("sources", [])}
+        log.info("  source: %s %s (%s)", source.get("title"), source.get("url"), source.get("score"))
+    return SmokeAnswer(
+        model_version=answer["model_version"], answer=answer["answer"], sources=answer.get("sources", [])
+    )

@@ -13,36 +13,28 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from twin_ops.config import Params, Paths
 from twin_ops.domain import ModelVersion
+from twin_ops.errors import TwinOpsError
 from twin_ops.registry.store import Registry
 
-Log = Callable[[str], None]
+log = logging.getLogger(__name__)
 SNAPSHOT = ("merged", "adapter", "README.md", "metrics.json")
 
 
-class NoTrainedModel(FileNotFoundError):
+class NoTrainedModel(TwinOpsError, FileNotFoundError):
     """The training stage left no merged model or adapter to register."""
 
 
 def model_name(params: Params, author_id: str) -> str:
     return params.evaluation.model_name.format(author=author_id)
-
-
-def training_output(params: Params, paths: Paths, author_id: str, stage: str) -> Path:
-    """models/<author>/<stage>: where twin_ops.training.train.train writes a stage (its stage_dir).
-
-    Spelled out here because importing the training module pulls in transformers and trl, which a
-    registration (hashing and linking files) does not need.
-    """
-    return paths.root / params.training.output_dir / author_id / stage
 
 
 def fingerprint(folder: Path) -> str:
@@ -119,17 +111,16 @@ def register_candidate(
     *,
     stage: str | None = None,
     registry: Registry | None = None,
-    log: Log = print,
 ) -> ModelVersion:
     """Snapshot the trained stage (``evaluation.candidate_stage`` unless given) and make it the candidate."""
     stage = stage or params.evaluation.candidate_stage
     registry = registry or Registry(paths.models)
-    source = training_output(params, paths, author_id, stage)
+    source = paths.training_output(author_id, stage)
     if not (source / "merged" / "config.json").exists() and not (source / "adapter").is_dir():
         raise NoTrainedModel(f"{source} holds no merged model or adapter: run `twin-ops train --stage {stage}` first")
     name = model_name(params, author_id)
     digest = fingerprint(source)
-    stored = snapshot(source, registry.root / "registry" / name / digest[:16])
+    stored = snapshot(source, registry.snapshot_dir(name, digest[:16]))
     metrics_file = stored / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
     version = registry.register(
@@ -141,7 +132,7 @@ def register_candidate(
         lineage=lineage(params, paths, author_id, stage, source),
         fingerprint=digest,
     )
-    log(f"registry: {name}:v{version.version} is the candidate ({stage} of {author_id}, {digest[:12]})")
+    log.info("registry: %s:v%d is the candidate (%s of %s, %s)", name, version.version, stage, author_id, digest[:12])
     return version
 
 

@@ -10,23 +10,64 @@ without Weaviate) is noted, not silently passed.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from twin_ops.config import EvaluationParams
+from twin_ops.errors import InputError, TwinOpsError
 from twin_ops.evaluation.metrics import check_params, higher_is_better
 
 
-@dataclass(frozen=True)
-class GateDecision:
+class NoGateDecision(TwinOpsError, FileNotFoundError):
+    """No decision.json where the evaluation writes it: nothing has been evaluated yet."""
+
+
+class GateDecision(BaseModel):
+    """The gate's verdict: what ``decision.json`` holds, what promotion, the report, the summary and
+    the DAG read. Written and read only through :meth:`save` / :meth:`load`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     promote: bool
     candidate: str  # label, e.g. wren-halvorsen-twin:v3
-    reference_role: str  # production | base
+    reference_role: Literal["production", "base"]
     reference: str  # label of the model it was compared with
-    reasons: list[str] = field(default_factory=list)
+    reasons: list[str] = Field(default_factory=list)
+    # Filled in by the evaluation (decide(..., model_name=..., ...)): what promotion moves, and the
+    # production version the gate compared with (promotion is a compare-and-swap on it).
+    model_name: str | None = None
+    candidate_version: int | None = None
+    production_version: int | None = None
+    # The rule that was applied (params.yaml evaluation.*), so a decision explains itself later.
+    primary_metric: str | None = None
+    margin: float | None = None
+    guarded: dict[str, float] = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list)
 
     def line(self) -> str:
         verdict = "PROMOTE" if self.promote else "REJECT"
         return f"gate: {verdict} {self.candidate} vs {self.reference_role} {self.reference}: " + "; ".join(self.reasons)
+
+    def save(self, path: Path) -> Path:
+        """Write atomically (a reader never sees half a decision); returns ``path``."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.tmp")
+        temporary.write_text(self.model_dump_json(indent=2) + "\n")
+        os.replace(temporary, path)
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> GateDecision:
+        """Read a saved decision; NoGateDecision when there is none, InputError when it is not valid."""
+        if not path.exists():
+            raise NoGateDecision(f"no gate decision at {path}: run `twin-ops evaluate` first")
+        try:
+            return cls.model_validate_json(path.read_text())
+        except ValidationError as exc:
+            raise InputError(f"{path} is not a valid gate decision: {exc}") from exc
 
 
 def improvement(metric: str, candidate: float, reference: float) -> float:
@@ -47,6 +88,10 @@ def decide(
     candidate_label: str = "candidate",
     reference_role: str = "production",
     reference_label: str = "production",
+    model_name: str | None = None,
+    candidate_version: int | None = None,
+    production_version: int | None = None,
+    notes: list[str] | None = None,
 ) -> GateDecision:
     check_params(params)
     reasons: list[str] = []
@@ -77,4 +122,17 @@ def decide(
         reasons.append(
             f"{name} {c:.4g} vs {r:.4g}: {change:+.1%} (may regress {tolerance:.1%}) — " + ("ok" if ok else "fail")
         )
-    return GateDecision(passed, candidate_label, reference_role, reference_label, reasons)
+    return GateDecision(
+        promote=passed,
+        candidate=candidate_label,
+        reference_role=reference_role,
+        reference=reference_label,
+        reasons=reasons,
+        model_name=model_name,
+        candidate_version=candidate_version,
+        production_version=production_version,
+        primary_metric=params.primary_metric,
+        margin=params.margin,
+        guarded=dict(params.guarded),
+        notes=list(notes or []),
+    )

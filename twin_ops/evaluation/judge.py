@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from twin_ops.config import JudgeParams
+from twin_ops.errors import TwinOpsError
 
 PROMPT = """You are an expert judge. Evaluate the quality of an answer to an instruction on two criteria.
 
@@ -36,7 +37,7 @@ Provide your evaluation in JSON format with the following structure:
 {{"accuracy": {{"analysis": "...", "score": 0}}, "style": {{"analysis": "...", "score": 0}}}}"""
 
 
-class JudgeFailed(RuntimeError):
+class JudgeFailed(TwinOpsError, RuntimeError):
     """The judge endpoint is missing, unreachable, or answered something that is not a valid verdict."""
 
 

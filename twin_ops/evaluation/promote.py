@@ -8,30 +8,50 @@ compare-and-swap on production: a promotion that raced another one changes nothi
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Protocol
+
+from pydantic import BaseModel, ConfigDict
 
 from twin_ops.config import Params, Paths
-from twin_ops.domain import ModelVersion
-from twin_ops.registry.store import CANDIDATE, PREVIOUS, PRODUCTION, UNCHECKED, Registry
+from twin_ops.domain import ModelVersion, SwapResult
+from twin_ops.errors import TwinOpsError
+from twin_ops.evaluation.gate import GateDecision
+from twin_ops.registry.store import CANDIDATE, PREVIOUS, PRODUCTION, UNCHECKED, Registry, RegistryError
 
 Log = Callable[[str], None]
-# swap_model's signature: (params, paths, version, *, url, api_key, models_dir, log) -> SwapResult
-Swap = Callable[..., Any]
+log = logging.getLogger(__name__)
 
 
-class PromotionFailed(RuntimeError):
+class Swap(Protocol):
+    """What makes the running app serve a registry version (twin_ops.serving.ops.swap_model)."""
+
+    def __call__(
+        self,
+        params: Params,
+        paths: Paths,
+        version: int,
+        *,
+        url: str | None,
+        api_key: str | None,
+        models_dir: Path,
+        log: Log,
+    ) -> SwapResult: ...
+
+
+class PromotionFailed(TwinOpsError, RuntimeError):
     """The new version could not be served; the registry is back where it was."""
 
 
-@dataclass(frozen=True)
-class PromotionResult:
+class PromotionResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
     name: str
     promoted: ModelVersion
     replaced: int | None  # the production version before, now ``previous``
-    swap: Any | None  # serving.ops.SwapResult when the served model was swapped
+    swap: SwapResult | None  # when the served model was swapped
 
     def line(self) -> str:
         before = f"v{self.replaced}" if self.replaced is not None else "nothing"
@@ -52,7 +72,6 @@ def promote_and_serve(
     swap: Swap | None = None,
     registry: Registry | None = None,
     reason: str = "promoted by the evaluation gate",
-    log: Log = print,
 ) -> PromotionResult:
     """Move the aliases; with ``serve`` (or a ``url``), make the running app serve the new version.
 
@@ -65,14 +84,16 @@ def promote_and_serve(
     before = {PRODUCTION: entry.aliases.get(PRODUCTION), PREVIOUS: entry.aliases.get(PREVIOUS)}
     target = registry.get(name, version)
     promoted = registry.promote(name, target.version, reason, expected_production=expected_production)
-    log(f"registry: {name} production -> v{promoted.version} (was {before[PRODUCTION] or 'unset'})")
-    result = PromotionResult(name, promoted, before[PRODUCTION], None)
+    log.info("registry: %s production -> v%d (was %s)", name, promoted.version, before[PRODUCTION] or "unset")
+    result = PromotionResult(name=name, promoted=promoted, replaced=before[PRODUCTION], swap=None)
     if not (serve or url):
         return result
     if swap is None:
         from twin_ops.serving.ops import swap_model as swap
     try:
-        swapped = swap(params, paths, promoted.version, url=url, api_key=api_key, models_dir=registry.root, log=log)
+        swapped = swap(
+            params, paths, promoted.version, url=url, api_key=api_key, models_dir=registry.root, log=log.info
+        )
     except Exception as exc:  # whatever broke the swap, production must not point at it
         registry.restore(
             name,
@@ -81,16 +102,49 @@ def promote_and_serve(
             expected_production=promoted.version,
         )
         restored = f"v{before[PRODUCTION]}" if before[PRODUCTION] is not None else "unset (base model)"
-        log(f"registry: {name} production restored to {restored}")
+        log.warning("registry: %s production restored to %s", name, restored)
         raise PromotionFailed(
             f"{name}:v{promoted.version} could not be served ({type(exc).__name__}: {exc}); "
             f"registry rolled back, production is {restored}"
         ) from exc
-    return PromotionResult(name, promoted, before[PRODUCTION], swapped)
+    return PromotionResult(name=name, promoted=promoted, replaced=before[PRODUCTION], swap=swapped)
+
+
+def rollback_and_serve(
+    name: str,
+    params: Params,
+    paths: Paths,
+    *,
+    serve: bool = False,
+    url: str | None = None,
+    api_key: str | None = None,
+    swap: Swap | None = None,
+    registry: Registry | None = None,
+    reason: str = "rolled back",
+) -> PromotionResult:
+    """Production ← ``previous`` (the old production becomes ``previous``), served like a promotion:
+    with ``serve`` the running app swaps back too, and if that fails the registry is restored."""
+    registry = registry or Registry(paths.models)
+    entry = registry.entry(name)
+    if PREVIOUS not in entry.aliases:
+        raise RegistryError(f"{name}: no previous version to roll back to")
+    return promote_and_serve(
+        name,
+        params,
+        paths,
+        version=entry.aliases[PREVIOUS],
+        expected_production=entry.aliases.get(PRODUCTION),
+        serve=serve,
+        url=url,
+        api_key=api_key,
+        swap=swap,
+        registry=registry,
+        reason=reason,
+    )
 
 
 def promote_from_decision(
-    decision: dict[str, Any],
+    decision: GateDecision,
     params: Params,
     paths: Paths,
     *,
@@ -100,22 +154,22 @@ def promote_from_decision(
     api_key: str | None = None,
     swap: Swap | None = None,
     models_dir: Path | None = None,
-    log: Log = print,
 ) -> PromotionResult:
     """Promote what a gate decision (decision.json) approved, only if production is still what it saw."""
-    if not decision["promote"] and not force:
-        raise PromotionFailed(f"the gate rejected {decision['candidate']}: " + "; ".join(decision["reasons"]))
+    if not decision.promote and not force:
+        raise PromotionFailed(f"the gate rejected {decision.candidate}: " + "; ".join(decision.reasons))
+    if decision.model_name is None or decision.candidate_version is None:
+        raise PromotionFailed(f"the gate decision for {decision.candidate} names no model version to promote")
     return promote_and_serve(
-        decision["model_name"],
+        decision.model_name,
         params,
         paths,
-        version=decision["candidate_version"],
-        expected_production=decision["production_version"],
+        version=decision.candidate_version,
+        expected_production=decision.production_version,
         serve=serve,
         url=url,
         api_key=api_key,
         swap=swap,
         registry=Registry(models_dir or paths.models),
-        reason="promoted by hand over a rejection (--force)" if not decision["promote"] else "promoted by the gate",
-        log=log,
+        reason="promoted by hand over a rejection (--force)" if not decision.promote else "promoted by the gate",
     )

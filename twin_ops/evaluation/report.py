@@ -14,7 +14,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from twin_ops.config import Params
+from twin_ops.config import DECISION_FILE, Params
+from twin_ops.evaluation.gate import GateDecision
 from twin_ops.evaluation.metrics import METRICS
 
 if TYPE_CHECKING:
@@ -43,22 +44,16 @@ def metrics_payload(result: EvaluationResult) -> dict[str, Any]:
     }
 
 
-def decision_payload(result: EvaluationResult, params: Params) -> dict[str, Any]:
-    d = result.decision
-    return {
-        "promote": d.promote,
-        "model_name": result.model_name,
-        "candidate": d.candidate,
-        "candidate_version": result.candidate_version,
-        "production_version": result.production_version,
-        "reference_role": d.reference_role,
-        "reference": d.reference,
-        "primary_metric": params.evaluation.primary_metric,
-        "margin": params.evaluation.margin,
-        "guarded": params.evaluation.guarded,
-        "reasons": d.reasons,
-        "notes": result.notes,
-    }
+def decision(result: EvaluationResult) -> GateDecision:
+    """The gate's decision with what promotion needs: the model, the versions compared, the notes."""
+    return result.decision.model_copy(
+        update={
+            "model_name": result.model_name,
+            "candidate_version": result.candidate_version,
+            "production_version": result.production_version,
+            "notes": result.notes,
+        }
+    )
 
 
 def plot(result: EvaluationResult, path: Path) -> Path:
@@ -136,14 +131,7 @@ def write_all(result: EvaluationResult, params: Params) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     return {
         "metrics": _write(folder / "metrics.json", json.dumps(metrics_payload(result), indent=2) + "\n"),
-        "decision": _write(folder / "decision.json", json.dumps(decision_payload(result, params), indent=2) + "\n"),
+        "decision": decision(result).save(folder / DECISION_FILE),
         "plot": plot(result, folder / "comparison.png"),
         "report": _write(folder / "report.md", markdown(result, params)),
     }
-
-
-def read_decision(folder: Path) -> dict[str, Any]:
-    path = folder / "decision.json"
-    if not path.exists():
-        raise FileNotFoundError(f"no gate decision at {path}: run `twin-ops evaluate` first")
-    return json.loads(path.read_text())

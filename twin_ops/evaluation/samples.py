@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from twin_ops.config import Paths
-from twin_ops.quality import frames
+from twin_ops.errors import TwinOpsError
 
 
-class NoHeldOutSamples(ValueError):
+class NoHeldOutSamples(TwinOpsError, ValueError):
     """The author's instruction dataset has no (or an empty) test split."""
 
 
@@ -22,7 +22,7 @@ class Sample:
 
 
 def _split_file(paths: Paths, author_id: str, split: str) -> Path:
-    return frames.dataset_location(paths, "instruct_dataset", author_id) / f"{split}.parquet"
+    return paths.dataset("instruct_dataset", author_id) / f"{split}.parquet"
 
 
 def held_out(paths: Paths, author_id: str, count: int) -> list[Sample]:

@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from twin_ops.domain import Chunk, CleanedDocument
+from twin_ops.errors import TwinOpsError
 
 NAMESPACE = uuid.UUID("6f1d2c9e-3b7a-4c55-9a31-8f0e2d7b4a10")  # fixed: UUIDs must be stable forever
 
 
-class ImportFailed(RuntimeError):
+class ImportFailed(TwinOpsError, RuntimeError):
     """A batch import reported failed objects; the message lists them."""
 
 

@@ -13,10 +13,10 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+from pydantic import BaseModel, Field
 
 from twin_ops.config import FeaturesParams, Params, Paths
 from twin_ops.domain import Chunk, CleanedDocument, RawDocument, read_jsonl, write_jsonl
@@ -30,8 +30,9 @@ from twin_ops.quality.validate import ValidationFailed, report_path, validate_fr
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class FeatureSummary:
+class FeatureSummary(BaseModel):
+    """What a features run did (the CLI's last line, the DAG task's XCom)."""
+
     author_id: str
     documents: int = 0
     skipped_empty: int = 0
@@ -41,7 +42,7 @@ class FeatureSummary:
     embedded_chunks: int = 0
     stale_chunks_removed: int = 0
     rebuilt: bool = False
-    seconds: dict[str, float] = field(default_factory=dict)
+    seconds: dict[str, float] = Field(default_factory=dict)
 
     def line(self) -> str:
         stages = ", ".join(f"{name} {secs:.1f}s" for name, secs in self.seconds.items())
@@ -54,8 +55,8 @@ class FeatureSummary:
 
 def feature_files(paths: Paths, author_id: str) -> tuple[Path, Path]:
     return (
-        frames.dataset_location(paths, "cleaned_documents", author_id),
-        frames.dataset_location(paths, "chunks", author_id),
+        paths.dataset("cleaned_documents", author_id),
+        paths.dataset("chunks", author_id),
     )
 
 
@@ -84,7 +85,7 @@ def _previous_run(paths: Paths, author_id: str, fingerprint: str) -> dict[str, t
 
 
 def load_raw(paths: Paths, author_id: str) -> list[RawDocument]:
-    location = frames.dataset_location(paths, "raw_documents", author_id)
+    location = paths.dataset("raw_documents", author_id)
     files = sorted(p for p in location.glob("*.jsonl") if not p.name.startswith("quarantine"))
     if not files:
         raise frames.DatasetNotFound(f"no published raw documents at {location} (run crawl and validate first)")

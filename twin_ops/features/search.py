@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from twin_ops.config import FeaturesParams
+from twin_ops.errors import InputError
 
 
-class BadQuery(ValueError):
+class BadQuery(InputError, ValueError):
     """The query or its options are invalid; the message says which."""
 
 

@@ -13,29 +13,23 @@ from pathlib import Path
 import pandas as pd
 
 from twin_ops.config import Paths
+from twin_ops.errors import TwinOpsError
 
 
-class DatasetNotFound(FileNotFoundError):
+class DatasetNotFound(TwinOpsError, FileNotFoundError):
     """The dataset has no files where the pipeline writes it."""
 
 
 def dataset_location(paths: Paths, dataset: str, author_id: str) -> Path:
-    """Where each stage publishes its dataset for one author."""
-    locations = {
-        "raw_documents": paths.data / "raw" / author_id,
-        "cleaned_documents": paths.data / "features" / author_id / "cleaned.jsonl",
-        "chunks": paths.data / "features" / author_id / "chunks.jsonl",
-        "instruct_dataset": paths.data / "datasets" / author_id / "instruct",
-        "preference_dataset": paths.data / "datasets" / author_id / "preference",
-    }
-    return locations[dataset]
+    """Where each stage publishes its dataset for one author (spelled once, in Paths.dataset)."""
+    return paths.dataset(dataset, author_id)
 
 
 def staged_location(paths: Paths, dataset: str, author_id: str) -> Path:
     """Where a batch waits for validation before it is published (raw documents: the crawl store)."""
     if dataset != "raw_documents":
         raise ValueError(f"{dataset} has no staged batch: its stage validates before it publishes")
-    return paths.data / "crawl" / author_id
+    return paths.crawl_store(author_id)
 
 
 def _jsonl_files(location: Path) -> list[Path]:

@@ -16,8 +16,10 @@ from typing import Any
 
 import yaml
 
+from twin_ops.errors import TwinOpsError
 
-class LineageError(LookupError):
+
+class LineageError(TwinOpsError, LookupError):
     """The artifact is not an output of any stage in dvc.lock."""
 
 

@@ -19,6 +19,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from twin_ops.config import Params, Paths
+from twin_ops.errors import TwinOpsError
 from twin_ops.quality import frames, suites
 
 
@@ -44,7 +45,7 @@ class ValidationReport(BaseModel):
         return [outcome for outcome in self.outcomes if not outcome.success]
 
 
-class ValidationFailed(RuntimeError):
+class ValidationFailed(TwinOpsError, RuntimeError):
     def __init__(self, report: ValidationReport) -> None:
         names = ", ".join(outcome.name for outcome in report.failed)
         super().__init__(f"{report.dataset} for {report.author_id} failed validation: {names}")
@@ -81,7 +82,7 @@ def _outcome(item) -> ExpectationOutcome:
 def _context(paths: Paths):
     import great_expectations as gx
 
-    root = paths.reports / "gx"
+    root = paths.gx_project
     root.mkdir(parents=True, exist_ok=True)
     context = gx.get_context(mode="file", project_root_dir=str(root))
     # GX's per-metric progress bars drown the CLI's own progress and the Airflow task log.
@@ -119,7 +120,7 @@ def validate_frame(dataset: str, frame: pd.DataFrame, author_id: str, params: Pa
     )
     result = checkpoint.run(batch_parameters={"dataframe": frame})
     outcomes = [_outcome(item) for run in result.run_results.values() for item in run.results]
-    docs = paths.reports / "gx" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    docs = paths.data_docs
     return ValidationReport(
         dataset=dataset,
         author_id=author_id,
@@ -133,7 +134,7 @@ def validate_frame(dataset: str, frame: pd.DataFrame, author_id: str, params: Pa
 
 def report_path(paths: Paths, dataset: str, author_id: str, *, failed: bool = False) -> Path:
     """The last passing report (a DVC metric); a failing one goes beside it, never over it."""
-    return paths.reports / "quality" / dataset / f"{author_id}{'.failed' if failed else ''}.json"
+    return paths.quality_report(dataset, author_id, failed=failed)
 
 
 def write_report(report: ValidationReport, path: Path) -> None:

@@ -1,14 +1,13 @@
 """The model registry: versions with metadata and the aliases candidate / production / previous.
 
 One JSON file (``models/registry.json``) holds every model name. Every change takes an exclusive
-``flock`` on a lock file, reads the current file, applies the change and replaces the file with an
+lock on a lock file (``filelock``), reads the current file, applies the change and replaces the file with an
 atomic rename — so concurrent writers (two Airflow tasks, a CLI call) serialise, and a reader or a
 crash never sees a half-written registry.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -17,9 +16,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
 from pydantic import BaseModel, Field
 
 from twin_ops.domain import ModelVersion
+from twin_ops.errors import TwinOpsError
 
 CANDIDATE, PRODUCTION, PREVIOUS = "candidate", "production", "previous"
 ALIASES = (CANDIDATE, PRODUCTION, PREVIOUS)
@@ -27,7 +28,7 @@ FINGERPRINT = "fingerprint"  # lineage key: hash of a version's artifacts
 UNCHECKED = -1  # expected_production's default: move whatever production is now
 
 
-class RegistryError(LookupError):
+class RegistryError(TwinOpsError, LookupError):
     """An unknown model, version or alias, or an impossible move (rollback with no previous)."""
 
 
@@ -46,6 +47,10 @@ class Registry:
         self.root = root
         self.file = root / "registry.json"
         self.lock_file = root / "registry.lock"
+
+    def snapshot_dir(self, name: str, key: str) -> Path:
+        """Where a version's artifacts are kept, content-addressed (twin_ops.evaluation.candidate)."""
+        return self.root / "registry" / name / key
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -75,14 +80,10 @@ class Registry:
     @contextmanager
     def _locked(self) -> Iterator[RegistryFile]:
         self.root.mkdir(parents=True, exist_ok=True)
-        with self.lock_file.open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                registry = self.load()
-                yield registry
-                self._write(registry)
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with FileLock(self.lock_file):
+            registry = self.load()
+            yield registry
+            self._write(registry)
 
     def _write(self, registry: RegistryFile) -> None:
         handle, temporary = tempfile.mkstemp(dir=self.root, prefix=".registry.", suffix=".tmp")

@@ -7,13 +7,22 @@ from typing import Any
 
 import httpx
 
+from twin_ops.errors import ServiceUnavailable, TwinOpsError
 
-class ApiError(RuntimeError):
+RETRYABLE_STATUS = frozenset({429, 502, 503, 504})  # busy or not ready yet: later may succeed
+
+
+class ApiError(TwinOpsError, RuntimeError):
     """The API answered with an error status; the message is the server's."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"HTTP {status}: {message}")
         self.status = status
+        self.retryable = status in RETRYABLE_STATUS
+
+
+class ApiUnreachable(ServiceUnavailable, ConnectionError):
+    """No answer at all from the API (refused, reset, timed out)."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +52,10 @@ class TwinClient:
             with httpx.Client(timeout=self.timeout_s) as http:
                 return self._check(http.request(method, f"{self.url}{path}", headers=self._headers(), **kwargs))
         except httpx.TransportError as exc:  # refused, reset, timed out: not an answer from the API
-            raise ConnectionError(f"{self.url}{path}: {type(exc).__name__}: {exc}") from exc
+            raise ApiUnreachable(
+                f"cannot reach the twin API at {self.url}{path}: {type(exc).__name__}: {exc} "
+                "(start it with `twin-ops serve`)"
+            ) from exc
 
     def health(self) -> dict[str, Any]:
         return self._send("GET", "/health")

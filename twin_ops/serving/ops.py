@@ -14,13 +14,13 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from twin_ops.config import ConfigError, Params, Paths, Settings
+from twin_ops.domain import SwapResult
 from twin_ops.errors import ServiceUnavailable, TwinOpsError
 from twin_ops.serving.client import ApiError, TwinClient
 
@@ -220,21 +220,6 @@ def stop_local() -> None:
 
 
 # --- model swaps --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SwapResult:
-    model_version: str
-    previous_user_config: dict[str, Any] | None
-    seconds: float
-    smoke_answer: str
-    smoke_sources: int
-
-    def line(self) -> str:
-        return (
-            f"serve: now serving {self.model_version} ({self.seconds:.1f}s); smoke query answered with "
-            f"{self.smoke_sources} sources"
-        )
 
 
 def deployed_config(params: Params) -> dict[str, Any]:

@@ -16,6 +16,7 @@ interpreter and the twin_ops source) is bind-mounted read-only at the same paths
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -29,10 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from twin_ops.config import Params, Paths, Settings
+from twin_ops.errors import TwinOpsError
 from twin_ops.quality.frames import DatasetNotFound
 from twin_ops.services import docker_engine
-from twin_ops.training.train import Log
 
+log = logging.getLogger(__name__)
 WORKSPACE = "/workspace"
 CACHE = "/cache/twin-ops"
 # Part of the twin-ops source tree (the local image only exists where the runtime is a checkout).
@@ -42,7 +44,7 @@ GLIBC = re.compile(r"^(libc|libm|libpthread|libdl|librt|libutil|libresolv|ld-lin
 LDD_LINE = re.compile(r"=>\s+(/\S+)\s+\(")
 
 
-class TrainingContainerFailed(RuntimeError):
+class TrainingContainerFailed(TwinOpsError, RuntimeError):
     def __init__(self, status: int, tail: list[str]) -> None:
         last = "\n  ".join(tail) or "(no output)"
         super().__init__(f"training container exited with status {status}; last lines:\n  {last}")
@@ -199,7 +201,7 @@ def host_libraries() -> list[Path]:
     return [found[name] for name in sorted(found)]
 
 
-def ensure_local_image(params: Params, paths: Paths, settings: Settings, log: Log = print) -> str:
+def ensure_local_image(params: Params, paths: Paths, settings: Settings) -> str:
     """Build the local training image once (again when the Dockerfile or the libraries change)."""
     import docker
 
@@ -215,8 +217,8 @@ def ensure_local_image(params: Params, paths: Paths, settings: Settings, log: Lo
                 return name
         except docker.errors.ImageNotFound:
             pass
-        docker_engine.ensure_base_image(params, paths, settings, log=log)
-        log(f"docker: building {name} from {params.docker.base_image} + {len(libraries)} host libraries")
+        docker_engine.ensure_base_image(params, paths, settings, log=log.info)
+        log.info("docker: building %s from %s + %d host libraries", name, params.docker.base_image, len(libraries))
         with tempfile.TemporaryDirectory(prefix="twin-ops-image-") as context:
             (Path(context) / "Dockerfile").write_text(dockerfile)
             (Path(context) / "libs").mkdir()
@@ -242,7 +244,6 @@ def docker_operator_kwargs(
     settings: Settings,
     *,
     overrides: list[str] | None = None,
-    log: Log = print,
 ) -> dict[str, Any]:
     """Everything ``DockerOperator(task_id=..., **kwargs)`` needs to run one training stage.
 
@@ -256,7 +257,7 @@ def docker_operator_kwargs(
 
     spec = training_spec(stage, author_id, params, paths, overrides=overrides)
     if params.training.container.use_local_image:
-        ensure_local_image(params, paths, settings, log)
+        ensure_local_image(params, paths, settings)
     with closing(docker_engine.client(settings)) as engine, suppress(docker.errors.NotFound):
         engine.containers.get(spec.name).remove(force=True)
     return {**spec.docker_operator_kwargs(), "docker_url": docker_engine.engine_url(settings)}
@@ -270,21 +271,26 @@ def run_training_container(
     settings: Settings,
     *,
     overrides: list[str] | None = None,
-    log: Log = print,
 ) -> None:
     """Run one training stage in a container; stream its output; raise if it exits non-zero."""
     import docker
 
     spec = training_spec(stage, author_id, params, paths, overrides=overrides)
     if params.training.container.use_local_image:
-        ensure_local_image(params, paths, settings, log)
+        ensure_local_image(params, paths, settings)
     tail: deque[str] = deque(maxlen=20)
     # No read timeout: a training run may print nothing for minutes (loading, merging).
     with closing(docker_engine.client(settings, timeout=None)) as engine:
         # A container left by a killed runner would block the name: it is ours to remove.
         with suppress(docker.errors.NotFound):
             engine.containers.get(spec.name).remove(force=True)
-        log(f"docker: running {spec.image} {' '.join(spec.command)} (network {spec.network_mode}, gpus {spec.gpus})")
+        log.info(
+            "docker: running %s %s (network %s, gpus %s)",
+            spec.image,
+            " ".join(spec.command),
+            spec.network_mode,
+            spec.gpus,
+        )
         container = engine.containers.run(detach=True, **spec.run_kwargs())
         try:
             pending = b""
@@ -294,10 +300,10 @@ def run_training_container(
                 for line in lines:
                     text = line.decode("utf-8", errors="replace").rstrip("\r")
                     tail.append(text)
-                    log(text)
+                    log.info(text)
             if pending:
                 tail.append(pending.decode("utf-8", errors="replace"))
-                log(tail[-1])
+                log.info(tail[-1])
             status = int(container.wait()["StatusCode"])
         finally:
             container.remove(force=True)
