@@ -59,26 +59,32 @@ async def call(make: Callable[[], Awaitable[T]], what: str, backoff_s: float) ->
     Every request is read-only (retrieval, generation), so a retry is always safe. The caller's
     deadline (api.py's timeouts) ends the retries: this loop never waits forever by itself.
     """
+    from tenacity import AsyncRetrying, retry_if_exception_type, wait_fixed
+
+    def warn(state) -> None:
+        error = state.outcome.exception()
+        log.warning("%s: replica unavailable (%s); retrying in %.1fs", what, type(error).__name__, backoff_s)
+
     gone = _replica_gone_errors()
-    while True:
-        response = make()
-        try:
-            return await response
-        except asyncio.CancelledError:
-            cancel = getattr(response, "cancel", None)
-            if cancel is not None:
-                cancel()
-            raise
-        except gone as exc:
-            log.warning("%s: replica unavailable (%s); retrying in %.1fs", what, type(exc).__name__, backoff_s)
-            await asyncio.sleep(backoff_s)
-        except RequestError:
-            raise
-        except Exception as exc:
-            error = as_serving_error(exc)
-            if error is not None:
-                raise error from None
-            raise Unavailable(f"{what} failed: {type(exc).__name__}: {exc}") from exc
+    retrying = AsyncRetrying(retry=retry_if_exception_type(gone), wait=wait_fixed(backoff_s), before_sleep=warn)
+    async for attempt in retrying:
+        with attempt:
+            response = make()
+            try:
+                return await response
+            except asyncio.CancelledError:
+                cancel = getattr(response, "cancel", None)
+                if cancel is not None:
+                    cancel()
+                raise
+            except (RequestError, *gone):
+                raise
+            except Exception as exc:
+                error = as_serving_error(exc)
+                if error is not None:
+                    raise error from None
+                raise Unavailable(f"{what} failed: {type(exc).__name__}: {exc}") from exc
+    raise AssertionError("unreachable: AsyncRetrying retries until a result or an error")
 
 
 def _threads(params: Params) -> None:

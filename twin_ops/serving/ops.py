@@ -275,24 +275,29 @@ def wait_for_model(
     """Until the Generator deployment is HEALTHY and /health reports ``expected`` several times in
     a row (with several replicas, one answer comes from one replica). A load error reported for
     ``ref`` (the requested model_ref) ends the wait at once."""
-    deadline = time.monotonic() + timeout_s
-    streak, last = 0, "no answer yet"
-    while time.monotonic() < deadline:
-        time.sleep(1)
+    from tenacity import RetryError, retry, retry_if_result, stop_after_delay, wait_fixed
+
+    streak, last = [0], ["no answer yet"]
+
+    @retry(retry=retry_if_result(lambda health: health is None), stop=stop_after_delay(timeout_s), wait=wait_fixed(1))
+    def settled() -> dict[str, Any] | None:
         try:
             health = client.health()
         except (ApiError, OSError) as exc:
-            streak, last = 0, str(exc)
-            continue
+            streak[0], last[0] = 0, str(exc)
+            return None
         if health.get("model_error") and health.get("model_requested") == ref:
             raise ServeFailed(f"the Generator could not load {expected}: {health['model_error']}")
         if health.get("model_version") == expected and _generator_settled(app_name):
-            streak += 1
-            if streak >= confirmations:
-                return health
-        else:
-            streak, last = 0, f"serving {health.get('model_version')}"
-    raise ServeFailed(f"{expected} was not served within {timeout_s:g}s ({last})")
+            streak[0] += 1
+            return health if streak[0] >= confirmations else None
+        streak[0], last[0] = 0, f"serving {health.get('model_version')}"
+        return None
+
+    try:
+        return settled()
+    except RetryError as exc:
+        raise ServeFailed(f"{expected} was not served within {timeout_s:g}s ({last[0]})") from exc
 
 
 def swap_model(
