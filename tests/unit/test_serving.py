@@ -18,7 +18,7 @@ from twin_ops.errors import InvalidRequest, RequestError, RequestTooLarge, Unava
 from twin_ops.features.search import SearchHit
 from twin_ops.llm.model import until_stop
 from twin_ops.rag import Passage, Retrieval, context_block
-from twin_ops.rag.retrieve import KnownAuthor, detect_author, fuse
+from twin_ops.rag.retrieve import KnownAuthor, SearchPlan, detect_author, fuse
 from twin_ops.serving.api import create_api, sources_of
 from twin_ops.serving.batching import AdaptiveBatcher
 from twin_ops.serving.errors import as_serving_error
@@ -356,7 +356,7 @@ def test_weaviate_down_is_unavailable_quickly(params):
     started = time.monotonic()
     assert "not reachable" in retriever.ping()
     with pytest.raises(Unavailable, match="not reachable"):
-        retriever.search_all(["bilge"], [[0.0]], None, 3)
+        retriever.search_all(SearchPlan(("bilge",), ([0.0],), None, 3))
     assert time.monotonic() - started < 10
 
 
@@ -372,7 +372,7 @@ def test_a_search_stuck_on_a_vanished_weaviate_is_unavailable_after_one_probe(pa
     async def attempt() -> float:
         started = time.monotonic()
         with pytest.raises(Unavailable, match=re.escape("not reachable at http://127.0.0.1:1 ")):
-            await retriever.search_watched(["bilge"], [[0.0]], None, 3)
+            await retriever.search_watched(SearchPlan(("bilge",), ([0.0],), None, 3))
         return time.monotonic() - started
 
     assert asyncio.run(attempt()) < 2.5

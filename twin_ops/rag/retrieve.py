@@ -102,6 +102,17 @@ def expand_query(model: LoadedModel, question: str, n: int, params: Params) -> l
     return [completion.text.split("\n")[0].strip() for completion in completions]
 
 
+@dataclass(frozen=True)
+class SearchPlan:
+    """One retrieval's searches: each query (the question and its expansions) with its vector."""
+
+    queries: tuple[str, ...]
+    vectors: tuple[list[float], ...]
+    author: str | None
+    limit: int
+    exclude: str | None = None  # a document kept out of the results
+
+
 class _GivenVectors:
     """An `embedder` for features.search.search whose vectors were computed elsewhere (batched)."""
 
@@ -179,30 +190,15 @@ class Retriever:
         self.close()  # the server went away: the next call reconnects, or says why it cannot
         return "weaviate: not ready"
 
-    def search_all(
-        self,
-        queries: Sequence[str],
-        vectors: Sequence[list[float]],
-        author: str | None,
-        limit: int,
-        exclude_document: str | None = None,
-    ) -> list[list[SearchHit]]:
-        """Hybrid search for each query (blocking: run it in a thread)."""
-        embedder = _GivenVectors(dict(zip(queries, vectors, strict=True)))
+    def search_all(self, plan: SearchPlan) -> list[list[SearchHit]]:
+        """Hybrid search for each query of the plan (blocking: run it in a thread)."""
+        embedder = _GivenVectors(dict(zip(plan.queries, plan.vectors, strict=True)))
+        features, alpha = self.params.features, self.params.rag.alpha
         try:
             client = self.client()
             return [
-                search(
-                    client,
-                    embedder,
-                    self.params.features,
-                    query,
-                    author,
-                    limit,
-                    self.params.rag.alpha,
-                    exclude_document=exclude_document,
-                )
-                for query in queries
+                search(client, embedder, features, query, plan.author, plan.limit, alpha, exclude_document=plan.exclude)
+                for query in plan.queries
             ]
         except BadQuery as exc:
             raise InvalidRequest(str(exc)) from exc
@@ -212,14 +208,7 @@ class Retriever:
             self.close()
             raise Unavailable(f"weaviate search failed: {type(exc).__name__}: {exc}") from exc
 
-    async def search_watched(
-        self,
-        queries: Sequence[str],
-        vectors: Sequence[list[float]],
-        author: str | None,
-        limit: int,
-        exclude_document: str | None = None,
-    ) -> list[list[SearchHit]]:
+    async def search_watched(self, plan: SearchPlan) -> list[list[SearchHit]]:
         """search_all in a thread, probing Weaviate whenever it takes long.
 
         The weaviate client retries an unreachable server with backoff for about a minute; a
@@ -229,9 +218,7 @@ class Retriever:
         from twin_ops.services import weaviate as weaviate_service
 
         probe_s = self.params.serving.timeouts.health_s
-        search = asyncio.ensure_future(
-            asyncio.to_thread(self.search_all, queries, vectors, author, limit, exclude_document)
-        )
+        search = asyncio.ensure_future(asyncio.to_thread(self.search_all, plan))
         while True:
             done, _ = await asyncio.wait({search}, timeout=probe_s)
             if done:
@@ -293,7 +280,8 @@ class Retriever:
         # Fetch more than k whenever something re-orders the hits (fusion of several lists, a reranker).
         limit = k if len(queries) == 1 and self.reranker is None else max(k, rag.rerank_candidates)
         limit = min(limit, self.params.features.search.max_k)
-        hit_lists = await self.search_watched(queries, vectors, chosen, limit, exclude_document)
+        plan = SearchPlan(tuple(queries), tuple(vectors), chosen, limit, exclude_document)
+        hit_lists = await self.search_watched(plan)
         passages = fuse(hit_lists)
         if self.reranker is not None:
             passages = await asyncio.to_thread(self.rerank, query, passages)

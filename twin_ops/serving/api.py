@@ -38,9 +38,15 @@ from twin_ops.errors import (
 )
 from twin_ops.llm import Sampling
 from twin_ops.rag import Passage, Retrieval
-from twin_ops.serving.records import Generation, GenerationRequest, Health, ServedPrompt, StreamEnd, StreamStart
-
-StreamEvent = StreamStart | str | StreamEnd
+from twin_ops.serving.records import (
+    Generation,
+    GenerationRequest,
+    Health,
+    ServedPrompt,
+    StreamEnd,
+    StreamEvent,
+    StreamStart,
+)
 
 
 class Backend(Protocol):

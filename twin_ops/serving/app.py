@@ -29,7 +29,7 @@ from twin_ops.config import Params, Settings, load_params, resolve_paths
 from twin_ops.errors import RequestError, Unavailable
 from twin_ops.llm import pick_device
 from twin_ops.rag import Retrieval
-from twin_ops.serving.api import StreamEvent, create_api
+from twin_ops.serving.api import create_api
 from twin_ops.serving.batching import AdaptiveBatcher
 from twin_ops.serving.errors import as_serving_error
 from twin_ops.serving.generation import (
@@ -37,8 +37,9 @@ from twin_ops.serving.generation import (
     choose_model,
     generate_requests,
     require_loaded,
+    stream_events,
 )
-from twin_ops.serving.records import Generation, GenerationRequest, Health, ModelInfo, ServedPrompt, StreamStart
+from twin_ops.serving.records import Generation, GenerationRequest, Health, ModelInfo, ServedPrompt, StreamEvent
 
 log = logging.getLogger("ray.serve")
 T = TypeVar("T")
@@ -164,15 +165,8 @@ class Generator:
         return result
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
-        model = self._model()
-        prepared = await asyncio.to_thread(model.prepare, request)
-        yield StreamStart(prepared.context_used, model.version, len(prepared.input_ids))
-        pieces = model.stream(prepared)
-        try:
-            while (event := await asyncio.to_thread(next, pieces, None)) is not None:
-                yield event
-        finally:
-            await asyncio.to_thread(pieces.close)
+        async for event in stream_events(self._model(), request):
+            yield event
 
     async def prompt(self, request: GenerationRequest) -> ServedPrompt:
         return await asyncio.to_thread(self._model().served_prompt, request)

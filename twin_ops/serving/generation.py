@@ -10,8 +10,9 @@ from a worker thread so their event loops keep accepting requests.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from twin_ops.llm.resolve import base_source, resolve_version
 from twin_ops.rag import build_prompt
 from twin_ops.rag.retrieve import expand_query
 from twin_ops.registry.store import PRODUCTION, Registry, RegistryError
-from twin_ops.serving.records import Generation, GenerationRequest, ServedPrompt, StreamEnd
+from twin_ops.serving.records import Generation, GenerationRequest, ServedPrompt, StreamEnd, StreamEvent, StreamStart
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +155,19 @@ def generate_requests(items: Sequence[tuple[TextGenerator, GenerationRequest]]) 
         for i, generation in zip(group, generations, strict=True):
             results[ready[i][0]] = generation
     return [result for result in results if result is not None]
+
+
+async def stream_events(generator: TextGenerator, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
+    """A request's stream for an event loop: StreamStart, the text pieces, StreamEnd. The blocking
+    steps run in threads; closing this iterator (the client went away) stops the generation."""
+    prepared = await asyncio.to_thread(generator.prepare, request)
+    yield StreamStart(prepared.context_used, generator.version, len(prepared.input_ids))
+    pieces = generator.stream(prepared)
+    try:
+        while (event := await asyncio.to_thread(next, pieces, None)) is not None:
+            yield event
+    finally:
+        await asyncio.to_thread(pieces.close)
 
 
 def require_loaded(generator: TextGenerator | None, error: str | None) -> TextGenerator:

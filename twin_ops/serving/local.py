@@ -15,9 +15,8 @@ from twin_ops.features.embed import Embedder
 from twin_ops.llm import pick_device
 from twin_ops.rag import Retrieval
 from twin_ops.rag.retrieve import Retriever, known_authors
-from twin_ops.serving.api import StreamEvent
-from twin_ops.serving.generation import TextGenerator, choose_model
-from twin_ops.serving.records import Generation, GenerationRequest, Health, ModelInfo, ServedPrompt, StreamStart
+from twin_ops.serving.generation import TextGenerator, choose_model, stream_events
+from twin_ops.serving.records import Generation, GenerationRequest, Health, ModelInfo, ServedPrompt, StreamEvent
 
 
 class LocalBackend:
@@ -58,14 +57,8 @@ class LocalBackend:
         return await asyncio.to_thread(run)
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
-        prepared = await asyncio.to_thread(self.generator.prepare, request)
-        yield StreamStart(prepared.context_used, self.generator.version, len(prepared.input_ids))
-        pieces = self.generator.stream(prepared)
-        try:
-            while (event := await asyncio.to_thread(next, pieces, None)) is not None:
-                yield event
-        finally:
-            await asyncio.to_thread(pieces.close)
+        async for event in stream_events(self.generator, request):
+            yield event
 
     async def prompt(self, request: GenerationRequest) -> ServedPrompt:
         return await asyncio.to_thread(self.generator.served_prompt, request)

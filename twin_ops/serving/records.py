@@ -64,3 +64,6 @@ class Health:
     model: ModelInfo | None
     weaviate: str  # "ok" or the reason it is not
     reasons: tuple[str, ...] = field(default_factory=tuple)
+
+
+StreamEvent = StreamStart | str | StreamEnd  # what a streamed generation yields, in order
