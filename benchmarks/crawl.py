@@ -1,7 +1,7 @@
 """Crawl throughput (pages/s) against a plain sequential baseline, measured in the same command.
 
 Site: a generated blog of N posts (default 2,000) plus its paginated index pages, rendered from
-the demo author's posts by ``twin_ops.collect.demo_site.build_synthetic_site`` and served on
+the demo author's posts by ``twin_ops.demo.site.build_synthetic_site`` and served on
 127.0.0.1 by ``SiteServer`` in a separate process (so the server never competes for this
 process's GIL).
 
@@ -39,9 +39,9 @@ import lxml.html  # noqa: E402
 import requests  # noqa: E402
 from lxml import etree  # noqa: E402
 
-from twin_ops.collect.demo_site import CONTENT_DIR, build_synthetic_site  # noqa: E402
 from twin_ops.collect.extract import declares_article, extract_article  # noqa: E402
 from twin_ops.config import load_params  # noqa: E402
+from twin_ops.demo.site import CONTENT_DIR, build_synthetic_site  # noqa: E402
 
 AUTHOR = "bench-author"
 EXTRACT_WORKERS_ALTERNATIVE = 2  # compared with an inline default: does a process pool pay here?
@@ -54,7 +54,7 @@ def free_port() -> int:
 
 
 def serve(root: str, port: int, latency_s: float) -> None:
-    from twin_ops.collect.site_server import SiteServer
+    from twin_ops.demo.server import SiteServer
 
     SiteServer(Path(root), port=port, latency_s=latency_s).serve_forever()
 

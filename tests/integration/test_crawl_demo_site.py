@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from tests.collect_support import BIN, ROOT, crawl, documents, dump, quarantine, serve_demo_site, summary, web_requests
-from twin_ops.collect.demo_site import BOILERPLATE, CONTENT_DIR, DRAFT_SENTINEL, read_posts
+from tests.support.collect import BIN, ROOT, crawl, documents, dump, quarantine, serve_demo_site, summary, web_requests
+from twin_ops.demo.site import BOILERPLATE, CONTENT_DIR, DRAFT_SENTINEL, read_posts
 from twin_ops.domain import DocumentKind, Platform, QuarantineReason
 
 POSTS = read_posts(ROOT / CONTENT_DIR / "posts")

@@ -6,7 +6,7 @@ from http import HTTPStatus
 
 import pytest
 
-from tests.collect_support import (
+from tests.support.collect import (
     POSTS_PER_PAGE,
     ROOT,
     copy_content,
@@ -17,8 +17,8 @@ from tests.collect_support import (
     summary,
     web_requests,
 )
-from twin_ops.collect.demo_site import REPO_DIR, build_site
-from twin_ops.collect.site_server import SiteServer
+from twin_ops.demo.server import SiteServer
+from twin_ops.demo.site import REPO_DIR, build_site
 
 EDITED_SLUG = "retries-with-manners"
 ADDED = "Postscript: Ilse has since laminated the sign."

@@ -12,5 +12,4 @@ One module per concern:
 * ``results``     — what a crawl gathered, with the counters the progress display shows
 * ``store``       — the crawl store: incremental revisions, dedup, quarantine, atomic writes
 * ``run``         — one author's whole crawl, as the CLI (and so DVC and Airflow) runs it
-* ``demo_site`` / ``site_server`` — the demo blog generator and its conditional-GET server
 """

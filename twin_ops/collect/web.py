@@ -28,12 +28,13 @@ from twin_ops.collect.results import Collected
 from twin_ops.collect.spider import Extract, TwinSpider, WebSource
 from twin_ops.config import Params, Paths
 from twin_ops.domain import Platform, QuarantineReason, Source
+from twin_ops.errors import TwinOpsError
 
 POLITENESS = "twin_ops.collect.politeness"
 _crawled_in_this_process = False
 
 
-class CrawlError(RuntimeError):
+class CrawlError(TwinOpsError, RuntimeError):
     """A crawl that cannot run (e.g. a second one in the same process)."""
 
 

@@ -15,11 +15,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from twin_ops.collect.demo_site import CONTENT_DIR, REPO_DIR, build_site
-from twin_ops.collect.site_server import LoggedRequest, SiteServer
+from twin_ops.demo.server import LoggedRequest, SiteServer
+from twin_ops.demo.site import CONTENT_DIR, REPO_DIR, build_site
 from twin_ops.domain import QuarantinedItem, RawDocument, read_jsonl
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 POSTS_PER_PAGE = 10
 
