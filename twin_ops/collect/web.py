@@ -6,24 +6,30 @@ is that process, tests and the DAG run crawls through it as subprocesses, and a 
 interpreter raises ``CrawlError`` instead of hanging. All web sources of an author share that one
 crawl (one spider, one politeness budget per site, one duplicate filter).
 
-Extraction is CPU-bound (trafilatura, 5-10 ms a page) and Scrapy runs callbacks on the reactor's
-single thread. With ``collect.extract_workers`` > 0, that many processes extract in parallel while
-the reactor keeps downloading (worth it with spare cores; on 2 cores it is not, hence the default
-0). Workers are spawned, not forked — forking a process with a running reactor is unsafe — so, as
-with any spawning code, the calling program's main module must be import-safe (``__main__`` guard).
+Page analysis (parsing, trafilatura's extraction, the article rule, link extraction: 5-10 ms a
+page) is CPU-bound, and Scrapy runs callbacks on the reactor's single thread, where it would stall
+the downloads. So it runs in a process pool beside the reactor: ``collect.extract_workers``
+processes, or with 0 one per core the crawler does not use itself (at least one). A thread pool is
+no substitute: trafilatura is Python code holding the GIL (``benchmarks/crawl.py`` measured both).
+Workers are spawned, not forked — forking a process with a running reactor is unsafe — so, as with
+any spawning code, the calling program's main module must be import-safe (``__main__`` guard).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import logging
 import multiprocessing
+import os
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from twin_ops.collect.extract import Article, extract_article
+from twin_ops.collect.articles import ArticleRules, PageResult, analyse_page
+from twin_ops.collect.memo import PageMemo, memo_file
 from twin_ops.collect.results import Collected
 from twin_ops.collect.spider import Extract, TwinSpider, WebSource
 from twin_ops.config import Params, Paths
@@ -31,6 +37,10 @@ from twin_ops.domain import Platform, QuarantineReason, Source
 from twin_ops.errors import TwinOpsError
 
 POLITENESS = "twin_ops.collect.politeness"
+# Bump when extraction or the article rule changes in a way the settings do not show: page verdicts
+# remembered from earlier crawls are then recomputed.
+EXTRACTION_VERSION = 2
+logger = logging.getLogger(__name__)
 _crawled_in_this_process = False
 
 
@@ -86,20 +96,21 @@ def scrapy_settings(params: Params, cache_dir: Path) -> dict[str, Any]:
     }
 
 
+def extract_workers(configured: int) -> int:
+    """``collect.extract_workers``, with 0 meaning one per core beyond the reactor's own (at least one)."""
+    return configured or max(1, (os.cpu_count() or 1) - 1)
+
+
 @contextmanager
-def extractor(workers: int) -> Iterator[Extract]:
-    """An awaitable ``extract_article``: inline for 0 workers, else in a process pool."""
-    if workers == 0:
-
-        async def inline(html: str, url: str, platform: Platform) -> Article:
-            return extract_article(html, url, platform)
-
-        yield inline
-        return
+def extractor(workers: int, rules: ArticleRules) -> Iterator[Extract]:
+    """An awaitable ``analyse_page`` running in a pool of ``workers`` spawned processes."""
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    for _ in range(workers):  # start the workers (imports included) while the reactor starts
+        pool.submit(analyse_page, "<html></html>", "http://warm.up/", Platform.BLOG, False, rules)
 
-    async def pooled(html: str, url: str, platform: Platform) -> Article:
-        return await asyncio.get_running_loop().run_in_executor(pool, extract_article, html, url, platform)
+    async def pooled(html: str, url: str, platform: Platform, feed_item: bool) -> PageResult:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(pool, analyse_page, html, url, platform, feed_item, rules)
 
     try:
         yield pooled
@@ -107,8 +118,27 @@ def extractor(workers: int) -> Iterator[Extract]:
         pool.shutdown(cancel_futures=True)
 
 
-def crawl_web(author_id: str, sources: list[Source], params: Params, paths: Paths, collected: Collected) -> None:
-    """Crawl the author's web sources into ``collected``; blocks until the crawl is done."""
+def fingerprint(params: Params, rules: ArticleRules) -> str:
+    """What a page verdict depends on besides the page: a memo made under other rules is ignored."""
+    import trafilatura
+
+    facts = [repr(rules), params.collect.min_content_chars, trafilatura.__version__, EXTRACTION_VERSION]
+    return hashlib.sha256(repr(facts).encode()).hexdigest()[:16]
+
+
+def crawl_web(
+    author_id: str,
+    sources: list[Source],
+    params: Params,
+    paths: Paths,
+    collected: Collected,
+    stored: dict[str, str] | None = None,
+) -> None:
+    """Crawl the author's web sources into ``collected``; blocks until the crawl is done.
+
+    ``stored`` maps the crawl store's document ids to content hashes: a page answered 304 whose
+    document is there unchanged is counted as kept without being analysed again (``memo``).
+    """
     global _crawled_in_this_process
     if _crawled_in_this_process:
         raise CrawlError("a Twisted reactor cannot restart: run each crawl in its own process (`twin-ops crawl`)")
@@ -119,11 +149,13 @@ def crawl_web(author_id: str, sources: list[Source], params: Params, paths: Path
     def on_spider_error(failure: Any, response: Any, spider: Any) -> None:
         # A bug or an unexpected page while handling a response: recorded, never lost.
         detail = f"{type(failure.value).__name__}: {failure.value}"
-        collected.quarantined(response.url, QuarantineReason.PROCESSING_ERROR, detail, status=response.status)
+        collected.quarantined(response.url, QuarantineReason.PROCESSING_ERROR, detail, status=response.status, web=True)
 
     c = params.collect
+    rules = ArticleRules()
+    memo = PageMemo(memo_file(paths.state, author_id), fingerprint(params, rules), stored or {})
     process = CrawlerProcess(scrapy_settings(params, http_cache_dir(paths, author_id)))
-    with extractor(c.extract_workers) as extract:
+    with extractor(extract_workers(c.extract_workers), rules) as extract:
         crawler = process.create_crawler(TwinSpider)
         crawler.signals.connect(on_spider_error, signal=signals.spider_error)
         process.crawl(
@@ -136,5 +168,16 @@ def crawl_web(author_id: str, sources: list[Source], params: Params, paths: Path
             min_content_chars=c.min_content_chars,
             collected=collected,
             extract=extract,
+            memo=memo,
         )
         process.start()
+    memo.save()
+    if not collected.counts.web_balanced:
+        counts = collected.counts
+        logger.warning(
+            "crawl ledger does not balance: %d fetched + %d unchanged + %d failed != %d outcomes",
+            counts.fetched,
+            counts.unchanged,
+            counts.failed,
+            counts.web_outcomes,
+        )
