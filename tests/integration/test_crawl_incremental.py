@@ -17,6 +17,7 @@ from tests.support.collect import (
     summary,
     web_requests,
 )
+from twin_ops.collect.store import NOT_DOCUMENTS
 from twin_ops.demo.server import SiteServer
 from twin_ops.demo.site import REPO_DIR, build_site
 
@@ -65,8 +66,8 @@ def test_an_unchanged_site_is_only_revalidated_and_emits_nothing(three_crawls):
     counts = summary(result)
     assert (counts["new"], counts["revised"], counts["same"], counts["pages fetched"]) == (0, 0, 41, 0)
     assert counts["kept"] == 41 and counts["unchanged"] == len(log)
-    stored = {name: data for name, data in files.items() if name != "quarantine.jsonl"}
-    assert stored == {name: data for name, data in first_files.items() if name != "quarantine.jsonl"}  # same bytes
+    stored = {name: data for name, data in files.items() if name not in NOT_DOCUMENTS}
+    assert stored == {name: data for name, data in first_files.items() if name not in NOT_DOCUMENTS}  # same bytes
 
 
 def test_one_edited_article_is_downloaded_and_becomes_exactly_one_new_revision(three_crawls):

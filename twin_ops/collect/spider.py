@@ -292,19 +292,19 @@ class TwinSpider(scrapy.Spider):
 
     # --- callbacks ------------------------------------------------------------------------------
 
-    async def parse_page(self, response: Response) -> AsyncIterator[Request]:
+    async def parse_page(self, response: Response) -> list[Request]:
+        # A coroutine returning a list, not an async generator: Scrapy runs an async generator's
+        # output through CONCURRENT_ITEMS (100) tasks per callback, most of a page's overhead.
         self._seen(response)
         source = self._source(response)
         if isinstance(response, XmlResponse):  # a link to a feed or a sitemap
             root = response.xpath("local-name(/*)").get() or ""
             parse = self._sitemap if root in {"urlset", "sitemapindex"} else self._feed
-            for request in parse(response):
-                yield request
-            return
+            return list(parse(response))
         if not isinstance(response, HtmlResponse) or b"\x00" in response.body[:BINARY_SNIFF_BYTES]:
             content_type = (response.headers.get("Content-Type") or b"none").decode("latin-1")
             self._quarantine(response, QuarantineReason.NON_TEXT, f"not an HTML page (Content-Type {content_type})")
-            return
+            return []
         hops = response.meta.get("twin_hops", 0)
         digest = body_hash(response.body)
         if "cached" in response.flags and self.memo is not None:
@@ -316,9 +316,7 @@ class TwinSpider(scrapy.Spider):
                     self._skip_page(
                         response.url, source, verdict.skip_reason or SkipReason.NOT_AN_ARTICLE, verdict.detail
                     )
-                for request in self._follow(source, hops, verdict.links, verdict.feeds):
-                    yield request
-                return
+                return list(self._follow(source, hops, verdict.links, verdict.feeds))
         feed_item = bool(response.meta.get("twin_feed_item"))
         result = await self.extract(response.text, response.url, PLATFORM_OF[source.type], feed_item)
         verdict = PageVerdict(body_sha256=digest, links=result.links, feeds=result.feeds)
@@ -342,8 +340,7 @@ class TwinSpider(scrapy.Spider):
             )
         if self.memo is not None and verdict is not None:
             self.memo.record(response.url, verdict)
-        for request in self._follow(source, hops, result.links, result.feeds):
-            yield request
+        return list(self._follow(source, hops, result.links, result.feeds))
 
     def _keep(self, article: Article, response: Response, source: WebSource) -> RawDocument | None:
         if len(article.body.strip()) < self.min_content_chars:

@@ -61,6 +61,9 @@ def scrapy_settings(params: Params, cache_dir: Path) -> dict[str, Any]:
         "ROBOTSTXT_USER_AGENT": c.robots_user_agent,
         "CONCURRENT_REQUESTS": c.concurrent_requests,
         "CONCURRENT_REQUESTS_PER_DOMAIN": c.concurrent_requests_per_domain,
+        # Callbacks return requests, never items; Scrapy still starts CONCURRENT_ITEMS tasks to
+        # process each response's output, which at its default (100) costs more than the page.
+        "CONCURRENT_ITEMS": 1,
         "DOWNLOAD_DELAY": c.download_delay_s,
         "AUTOTHROTTLE_ENABLED": True,
         "AUTOTHROTTLE_START_DELAY": c.autothrottle_start_delay_s,
@@ -103,19 +106,27 @@ def extract_workers(configured: int) -> int:
 
 @contextmanager
 def extractor(workers: int, rules: ArticleRules) -> Iterator[Extract]:
-    """An awaitable ``analyse_page`` running in a pool of ``workers`` spawned processes."""
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
-    for _ in range(workers):  # start the workers (imports included) while the reactor starts
-        pool.submit(analyse_page, "<html></html>", "http://warm.up/", Platform.BLOG, False, rules)
+    """An awaitable ``analyse_page`` running in a pool of ``workers`` spawned processes.
+
+    The pool starts on the first page that needs analysing: a re-crawl that only meets pages
+    answered 304 (replayed from the memo) never starts it.
+    """
+    pools: list[ProcessPoolExecutor] = []
+
+    def pool() -> ProcessPoolExecutor:
+        if not pools:
+            pools.append(ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")))
+        return pools[0]
 
     async def pooled(html: str, url: str, platform: Platform, feed_item: bool) -> PageResult:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(pool, analyse_page, html, url, platform, feed_item, rules)
+        return await loop.run_in_executor(pool(), analyse_page, html, url, platform, feed_item, rules)
 
     try:
         yield pooled
     finally:
-        pool.shutdown(cancel_futures=True)
+        for started in pools:
+            started.shutdown(cancel_futures=True)
 
 
 def fingerprint(params: Params, rules: ArticleRules) -> str:
