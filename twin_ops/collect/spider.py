@@ -189,7 +189,8 @@ class TwinSpider(scrapy.Spider):
         self._robots_from_middleware = False
         self._robots_cached: dict[str, bool] = {}  # site → its robots.txt answer came from the HTTP cache
         self._origins = {source.origin for source in sources}
-        self._scheduled: set[str] = set()
+        self._scheduled: set[str] = set()  # canonical URLs requested
+        self._requested: set[str] = set()  # the same, as written in links (a fast first check)
         self._skipped: set[tuple[str, str]] = set()
 
     @classmethod
@@ -220,10 +221,13 @@ class TwinSpider(scrapy.Spider):
 
     def _request(self, url: str, source: WebSource, role: str, hops: int, *, feed_item: bool = False) -> Request | None:
         url = urldefrag(url.strip())[0]
+        if url in self._requested:  # most links on a page were met on other pages already
+            return None
         if urlsplit(url).scheme not in {"http", "https"}:
             return None  # mailto:, javascript:, ...
         key = canonicalize_url(url)
         if key in self._scheduled:
+            self._requested.add(url)
             return None
         allowed = source.covers(url) if role == "page" else origin(url) == source.origin
         if not allowed:
@@ -236,6 +240,7 @@ class TwinSpider(scrapy.Spider):
             self._skip(key, "page_budget")
             return None
         self._scheduled.add(key)
+        self._requested.add(url)
         callbacks = {
             "page": self.parse_page,
             "feed": self.parse_feed,

@@ -80,7 +80,9 @@ def scrapy_settings(params: Params, cache_dir: Path) -> dict[str, Any]:
         "REDIRECT_MAX_TIMES": c.max_redirects,
         "HTTPCACHE_ENABLED": c.http_cache,
         "HTTPCACHE_POLICY": "scrapy.extensions.httpcache.RFC2616Policy",
-        "HTTPCACHE_STORAGE": "scrapy.extensions.httpcache.FilesystemCacheStorage",
+        # One SQLite file per author instead of seven files per page (see collect.sqlite_dbm).
+        "HTTPCACHE_STORAGE": "scrapy.extensions.httpcache.DbmCacheStorage",
+        "HTTPCACHE_DBM_MODULE": "twin_ops.collect.sqlite_dbm",
         "HTTPCACHE_DIR": str(cache_dir),
         "COOKIES_ENABLED": False,  # public pages only; no session state between requests
         "TELNETCONSOLE_ENABLED": False,  # it would open a port
