@@ -9,8 +9,10 @@ crawl (one spider, one politeness budget per site, one duplicate filter).
 Page analysis (parsing, trafilatura's extraction, the article rule, link extraction: 5-10 ms a
 page) is CPU-bound, and Scrapy runs callbacks on the reactor's single thread, where it would stall
 the downloads. So it runs in a process pool beside the reactor: ``collect.extract_workers``
-processes, or with 0 one per core the crawler does not use itself (at least one). A thread pool is
-no substitute: trafilatura is Python code holding the GIL (``benchmarks/crawl.py`` measured both).
+processes, or with 0 one per core the crawler does not use itself (at least one). Not a thread
+pool: trafilatura is mostly Python and holds the GIL (``benchmarks/crawl.py`` measures the analysis
+alone in both pools: neither beats one thread on 2 busy cores), and analysis threads would take the
+GIL from the reactor thread, which must keep reading sockets.
 Workers are spawned, not forked — forking a process with a running reactor is unsafe — so, as with
 any spawning code, the calling program's main module must be import-safe (``__main__`` guard).
 """
