@@ -269,7 +269,7 @@ def demo_site_serve(
     ] = None,
 ) -> None:
     """Build the demo site under the state folder and serve it until Ctrl-C."""
-    from twin_ops.collect.demo_site import serve_demo_site
+    from twin_ops.demo.site import serve_demo_site
 
     params, paths, _ = _load()
 

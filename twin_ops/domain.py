@@ -141,6 +141,29 @@ class QuarantinedItem(_Record):
     at: datetime
 
 
+class SkipReason(StrEnum):
+    """Why the collector fetched a page (or file) and left it out on purpose: not one piece of writing."""
+
+    LISTING_PAGE = "listing_page"  # an index, tag, category, archive, author or pagination page
+    NOT_AN_ARTICLE = "not_an_article"  # declares a non-article type (og:type profile, ...)
+    TOO_SHORT = "too_short"  # less main text than one piece of writing has
+    FEW_PARAGRAPHS = "few_paragraphs"  # main text is not paragraphs of prose
+    LINK_HEAVY = "link_heavy"  # main text is mostly links
+    UNDATED = "undated"  # no publication date anywhere (about, contact, landing pages)
+    DISCOVERY_FILE = "discovery_file"  # robots.txt, a feed or a sitemap: read for links only
+
+
+class SkippedItem(_Record):
+    """A fetched page that is not a document, with the reason (``skipped.jsonl`` beside the quarantine)."""
+
+    author_id: AuthorId
+    url: NonEmpty
+    reason: SkipReason
+    detail: str = ""
+    source_url: str = ""
+    at: datetime
+
+
 class CleanedDocument(_Record):
     id: NonEmpty
     author_id: AuthorId

@@ -23,8 +23,8 @@ import httpx
 import pytest
 import yaml
 
-from twin_ops.collect.demo_site import build_site
-from twin_ops.collect.site_server import SiteServer
+from twin_ops.demo.server import SiteServer
+from twin_ops.demo.site import build_site
 from twin_ops.domain import RawDocument, read_jsonl, write_jsonl
 from twin_ops.features import index
 from twin_ops.services.weaviate import connect

@@ -5,12 +5,24 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from urllib.parse import urlsplit
 
 import pytest
 
-from tests.collect_support import BIN, ROOT, crawl, documents, dump, quarantine, serve_demo_site, summary, web_requests
-from twin_ops.collect.demo_site import BOILERPLATE, CONTENT_DIR, DRAFT_SENTINEL, read_posts
-from twin_ops.domain import DocumentKind, Platform, QuarantineReason
+from tests.support.collect import (
+    BIN,
+    ROOT,
+    crawl,
+    documents,
+    dump,
+    quarantine,
+    serve_demo_site,
+    skipped,
+    summary,
+    web_requests,
+)
+from twin_ops.demo.site import BOILERPLATE, CONTENT_DIR, DRAFT_SENTINEL, read_posts
+from twin_ops.domain import DocumentKind, Platform, QuarantineReason, SkipReason
 
 POSTS = read_posts(ROOT / CONTENT_DIR / "posts")
 JUNO = read_posts(ROOT / CONTENT_DIR / "other_author")
@@ -48,6 +60,45 @@ def test_exact_documents_per_platform(crawled):
     counts = summary(result)
     assert (counts["new"], counts["revised"], counts["quarantined"]) == (34 + REPO_FILES, 0, 1)
     assert all(d.kind == DocumentKind.REPOSITORY for d in stored["git"])
+
+
+def test_every_fetched_url_ends_kept_quarantined_or_skipped_exactly_once(crawled):
+    work, result, log, _ = crawled
+    counts = summary(result)
+    web_kept = counts["kept"] - REPO_FILES
+    assert (
+        counts["pages fetched"] + counts["unchanged"] + counts["failed"]
+        == web_kept + counts["quarantined"] + counts["skipped"]
+    )
+    kept = [
+        d.metadata["fetched_url"]
+        for name, docs in documents(work, "wren-halvorsen").items()
+        if name != "git"
+        for d in docs
+    ]
+    left_out = [item.url for item in skipped(work, "wren-halvorsen")]
+    failed = [item.url for item in quarantine(work, "wren-halvorsen")]
+    outcomes = kept + left_out + failed
+    assert len(outcomes) == len(set(outcomes)) == web_kept + counts["quarantined"] + counts["skipped"]
+    # From the server's side: every page it answered (redirects aside) has exactly one outcome.
+    answered = {r.path for r in web_requests(log) if not 300 <= r.status < 400}
+    assert answered == {urlsplit(url).path for url in outcomes if "/drafts/" not in url}
+
+
+def test_listing_profile_and_discovery_pages_are_skipped_with_their_reason_and_no_post_is(crawled):
+    work, _, _, _ = crawled
+    reasons = {urlsplit(item.url).path: item.reason for item in skipped(work, "wren-halvorsen")}
+    tags = {tag for post in POSTS if post.platform == "blog" for tag in post.tags}
+    listings = {"/", "/page/2/", "/page/3/", "/tags/", *(f"/tags/{tag}/" for tag in tags)}
+    assert {path for path, reason in reasons.items() if reason == SkipReason.LISTING_PAGE} == listings
+    assert {path for path, reason in reasons.items() if reason == SkipReason.NOT_AN_ARTICLE} == {
+        "/about/",
+        "/medium/@wren-halvorsen/",
+    }
+    discovery = {"/robots.txt", "/sitemap.xml", "/feed.xml", "/substack/feed.xml", "/medium/feed/@wren-halvorsen.xml"}
+    assert {path for path, reason in reasons.items() if reason == SkipReason.DISCOVERY_FILE} == discovery
+    assert reasons["/substack/"] == SkipReason.TOO_SHORT  # a home page of short previews
+    assert not [path for path in reasons if path.startswith("/posts/") or "/p/" in path]
 
 
 def test_each_post_is_one_document_with_its_title_metadata_and_text(crawled):
@@ -125,5 +176,6 @@ def test_the_crawl_store_passes_the_raw_documents_suite_and_publishes(crawled):
         "git.jsonl",
         "medium.jsonl",
         "quarantine.jsonl",
+        "skipped.jsonl",
         "substack.jsonl",
     ]

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.collect_support import crawl, documents, dump, quarantine, summary
+from tests.support.collect import crawl, documents, dump, quarantine, summary
 from twin_ops.domain import QuarantineReason
 
 TIMEOUT_S = 2  # generous enough for a loaded 2-core machine

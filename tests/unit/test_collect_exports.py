@@ -56,6 +56,20 @@ def test_a_folder_export_reads_markdown_text_and_html_and_quarantines_the_rest(p
     assert collected.counts.skipped["extension"] == 1
 
 
+def test_front_matter_is_parsed_as_yaml_and_a_broken_block_is_read_as_text(params, tmp_path):
+    folder = tmp_path / "export"
+    folder.mkdir()
+    header = "---\ntitle: 'Tides: a primer'\ndate: 2024-05-01\ntags: [sea, tides]\n---\n"
+    (folder / "tides.md").write_text(f"{header}{ESSAY}\n")
+    (folder / "broken.md").write_text(f"---\ntitle: [unclosed\n---\n{ESSAY}\n")
+    collected = collect(Source(type=SourceType.FILE, url=str(folder)), params, tmp_path)
+    titles = {d.title: d for d in collected.documents}
+    assert set(titles) == {"Tides: a primer", "broken"}
+    assert titles["Tides: a primer"].metadata["date"] == "2024-05-01"
+    assert titles["Tides: a primer"].content == f"Tides: a primer\n\n{ESSAY.strip()}"
+    assert "title: [unclosed" in titles["broken"].content
+
+
 def test_a_linkedin_export_zip_gives_articles_and_posts(params, tmp_path):
     archive = tmp_path / "Basic_LinkedInDataExport.zip"
     with zipfile.ZipFile(archive, "w") as out:

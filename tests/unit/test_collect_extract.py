@@ -6,8 +6,9 @@ import re
 
 import pytest
 
-from tests.collect_support import POSTS_PER_PAGE, ROOT
-from twin_ops.collect.demo_site import (
+from tests.support.collect import POSTS_PER_PAGE, ROOT
+from twin_ops.collect.extract import declares_article, extract_article, parse_html
+from twin_ops.demo.site import (
     BOILERPLATE,
     CONTENT_DIR,
     MEDIUM_HANDLE,
@@ -16,7 +17,6 @@ from twin_ops.collect.demo_site import (
     build_site,
     read_posts,
 )
-from twin_ops.collect.extract import declares_article, extract_article, parse_html
 from twin_ops.domain import Platform
 
 BASE = "http://127.0.0.1:9"

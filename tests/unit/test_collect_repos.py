@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.collect_support import ROOT
-from twin_ops.collect.demo_site import GIT_IDENTITY, REPO_DIR, init_git_repo
+from tests.support.collect import ROOT
 from twin_ops.collect.repos import collect_repository
 from twin_ops.collect.results import Collected
+from twin_ops.demo.site import GIT_IDENTITY, REPO_DIR, init_git_repo
 from twin_ops.domain import DocumentKind, Platform, QuarantineReason, Source, SourceType
 
 TEXT_FILES = {

@@ -12,6 +12,7 @@ from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.python.failure import Failure
 
 from twin_ops.collect import web
+from twin_ops.collect.articles import ArticleRules, analyse_page
 from twin_ops.collect.politeness import OutOfScope, RedirectLoop
 from twin_ops.collect.results import Collected
 from twin_ops.collect.spider import TwinSpider, WebSource, classify
@@ -108,13 +109,21 @@ def test_a_second_crawl_in_one_process_is_refused(monkeypatch, params, paths):
         web.crawl_web("a", [], params, paths, Collected("a"))
 
 
-def test_pooled_extraction_gives_the_same_article_as_inline():
+def test_the_pool_gives_the_same_analysis_as_a_direct_call():
     html = (
         "<html><head><meta property='og:type' content='article'><title>Pooled</title></head><body><article>"
         "<p>The extraction workers see the same page and must return the same text, word for word.</p>"
-        "</article></body></html>"
+        "<a href='/next/'>next</a></article></body></html>"
     )
-    with web.extractor(0) as inline, web.extractor(1) as pooled:
-        expected = asyncio.run(inline(html, "http://s.test/p", Platform.BLOG))
-        assert asyncio.run(pooled(html, "http://s.test/p", Platform.BLOG)) == expected
-    assert "word for word" in expected.body
+    expected = analyse_page(html, "http://s.test/p", Platform.BLOG, False, ArticleRules())
+    with web.extractor(1, ArticleRules()) as pooled:
+        assert asyncio.run(pooled(html, "http://s.test/p", Platform.BLOG, False)) == expected
+    assert "word for word" in expected.article.body and expected.keep
+    assert expected.links == ("http://s.test/next/",)
+
+
+def test_extract_workers_zero_means_one_per_spare_core(monkeypatch):
+    monkeypatch.setattr(web.os, "cpu_count", lambda: 8)
+    assert (web.extract_workers(0), web.extract_workers(3)) == (7, 3)
+    monkeypatch.setattr(web.os, "cpu_count", lambda: 1)
+    assert web.extract_workers(0) == 1

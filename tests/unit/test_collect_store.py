@@ -11,6 +11,8 @@ from twin_ops.domain import (
     QuarantinedItem,
     QuarantineReason,
     RawDocument,
+    SkippedItem,
+    SkipReason,
     read_jsonl,
     sha256_text,
 )
@@ -88,3 +90,16 @@ def test_quarantine_is_rewritten_per_crawl_and_ignored_as_a_platform_file(tmp_pa
     assert (tmp_path / store.QUARANTINE_FILE).read_text().count("\n") == 1
     store.merge(tmp_path, [doc("http://s/a", "A")])
     assert [p.name for p in store.platform_files(tmp_path)] == ["blog.jsonl"]
+
+
+def test_skipped_pages_are_written_beside_the_quarantine_and_are_not_documents(tmp_path):
+    from twin_ops.quality.frames import read_jsonl_frame
+
+    skipped = SkippedItem(
+        author_id=AUTHOR, url="http://s/tags/x/", reason=SkipReason.LISTING_PAGE, at=datetime.now(UTC)
+    )
+    path = store.write_skipped(tmp_path, [skipped])
+    store.merge(tmp_path, [doc("http://s/a", "A")])
+    assert path.name == store.SKIPPED_FILE and read_jsonl(path, SkippedItem) == [skipped]
+    assert [p.name for p in store.platform_files(tmp_path)] == ["blog.jsonl"]
+    assert list(read_jsonl_frame(tmp_path)["id"]) == [f"{AUTHOR}:http://s/a"]  # what the quality gate reads

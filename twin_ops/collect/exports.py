@@ -17,6 +17,7 @@ import io
 import zipfile
 from pathlib import Path
 
+import frontmatter
 import yaml
 
 from twin_ops.collect.extract import extract_article
@@ -56,17 +57,12 @@ def _document(author_id: str, kind: DocumentKind, platform: Platform, url: str, 
 
 
 def _markdown(text: str, fallback_title: str) -> tuple[str, str, dict]:
-    """(title, body, front matter) of a Markdown file."""
-    meta: dict = {}
-    if text.startswith("---\n") and "\n---\n" in text[4:]:
-        header, body = text[4:].split("\n---\n", 1)
-        try:
-            loaded = yaml.safe_load(header)
-        except yaml.YAMLError:
-            loaded = None
-        if isinstance(loaded, dict):
-            meta, text = loaded, body
-    body = text.strip()
+    """(title, body, front matter) of a Markdown file; a broken front matter block is read as text."""
+    try:
+        meta, body = frontmatter.parse(text)
+    except (yaml.YAMLError, ValueError):
+        meta, body = {}, text
+    body = body.strip()
     title = str(meta.get("title") or "")
     if not title and body.startswith("# "):
         title, _, body = body.partition("\n")

@@ -162,11 +162,20 @@ def extract_article(html: str, url: str, fallback_platform: Platform = Platform.
     tree = parse_html(html)
     if tree is None:
         return Article(url=url, canonical_url=url, platform=fallback_platform, is_article=False)
+    return extract_from_tree(tree, url, fallback_platform)
+
+
+def canonical_url_of(tree: etree._Element, url: str) -> str:
+    canonical = [urldefrag(urljoin(url, str(href).strip()))[0] for href in tree.xpath("//link[@rel='canonical']/@href")]
+    return canonical[0] if canonical and _http_url(canonical[0]) else url
+
+
+def extract_from_tree(tree: lxml.html.HtmlElement, url: str, fallback_platform: Platform = Platform.BLOG) -> Article:
+    """``extract_article`` on a parsed page (the crawler's page analysis parses once)."""
     platform = detect_platform(tree) or fallback_platform
     ld = _json_ld(tree)
     is_article = declares_article(tree)  # before trafilatura, which strips <script> and <meta>
-    canonical = [urldefrag(urljoin(url, str(href).strip()))[0] for href in tree.xpath("//link[@rel='canonical']/@href")]
-    canonical_url = canonical[0] if canonical and _http_url(canonical[0]) else url
+    canonical_url = canonical_url_of(tree, url)
     title = _text(tree, TITLE_XPATH[platform]) if platform in TITLE_XPATH else ""
     title = title or str(ld.get("headline") or "") or _meta(tree, "og:title")
     subtitle = _text(tree, SUBTITLE_XPATH[platform]) if platform in SUBTITLE_XPATH else ""

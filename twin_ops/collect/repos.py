@@ -35,13 +35,14 @@ from twin_ops.domain import (
     sha256_text,
     utc_now,
 )
+from twin_ops.errors import TwinOpsError
 
 BINARY_SNIFF_BYTES = 8192  # a NUL byte in the first block means binary
 DUMB_HTTP = "dumb http transport does not support shallow capabilities"
 
 
-class GitError(RuntimeError):
-    pass
+class GitError(TwinOpsError, RuntimeError):
+    """A git command failed (clone, fetch, checkout); the message is git's own."""
 
 
 def _git(*args: str, cwd: Path | None = None, timeout: float | None = None) -> str:

@@ -1,7 +1,13 @@
-"""What one crawl gathered: documents, quarantined items, counters, and a progress hook.
+"""What one crawl gathered: documents, quarantined and skipped items, counters, and a progress hook.
 
 Every collector (the spider, git, exports) reports here, so the CLI's progress display and the
 final summary see one set of numbers whatever the source type.
+
+The web crawl keeps a ledger: every URL it requests is answered (``fetched``, or ``unchanged`` =
+304) or fails (``failed``: an HTTP error, a timeout, robots.txt, ...), and ends as exactly one of
+kept (a document, or a known document confirmed unchanged), quarantined (with the reason) or
+skipped (fetched, but not one piece of writing: a listing page, a feed, ... with the reason), so
+``fetched + unchanged + failed == kept + quarantined + skipped`` (``Counts.web_balanced``).
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from twin_ops.domain import QuarantinedItem, QuarantineReason, RawDocument, utc_now
+from twin_ops.domain import QuarantinedItem, QuarantineReason, RawDocument, SkippedItem, SkipReason, utc_now
 
 
 @dataclass
@@ -21,6 +27,20 @@ class Counts:
     documents: int = 0
     quarantined: int = 0
     skipped: Counter[str] = field(default_factory=Counter)  # links/files not followed, by reason
+    pages_skipped: Counter[str] = field(default_factory=Counter)  # fetched, not a document, by SkipReason
+    same: int = 0  # pages answered 304 whose stored document is known unchanged (not re-extracted)
+    # The web ledger (see the module docstring).
+    failed: int = 0
+    web_kept: int = 0
+    web_quarantined: int = 0
+
+    @property
+    def web_outcomes(self) -> int:
+        return self.web_kept + self.web_quarantined + sum(self.pages_skipped.values())
+
+    @property
+    def web_balanced(self) -> bool:
+        return self.fetched + self.unchanged + self.failed == self.web_outcomes
 
 
 @dataclass
@@ -29,6 +49,7 @@ class Collected:
     on_progress: Callable[[Counts], None] | None = None
     documents: list[RawDocument] = field(default_factory=list)
     quarantine: list[QuarantinedItem] = field(default_factory=list)
+    skipped_pages: list[SkippedItem] = field(default_factory=list)
     counts: Counts = field(default_factory=Counts)
 
     def _changed(self) -> None:
@@ -46,9 +67,29 @@ class Collected:
         self.counts.files += 1
         self._changed()
 
-    def document(self, document: RawDocument) -> None:
+    def failed(self) -> None:
+        """A web request that got no usable answer (its quarantine record follows)."""
+        self.counts.failed += 1
+
+    def document(self, document: RawDocument, *, web: bool = False) -> None:
         self.documents.append(document)
         self.counts.documents += 1
+        self.counts.web_kept += web
+        self._changed()
+
+    def same_document(self) -> None:
+        """A page answered 304 whose document is stored unchanged: kept, without extracting it again."""
+        self.counts.same += 1
+        self.counts.web_kept += 1
+        self._changed()
+
+    def skipped_page(self, url: str, reason: SkipReason, detail: str = "", *, source_url: str = "") -> None:
+        """A fetched page that is not a document, recorded in ``skipped.jsonl`` with the reason."""
+        item = SkippedItem(
+            author_id=self.author_id, url=url, reason=reason, detail=detail[:500], source_url=source_url, at=utc_now()
+        )
+        self.skipped_pages.append(item)
+        self.counts.pages_skipped[reason.value] += 1
         self._changed()
 
     def quarantined(
@@ -59,6 +100,7 @@ class Collected:
         *,
         status: int | None = None,
         source_url: str = "",
+        web: bool = False,
     ) -> None:
         self.quarantine.append(
             QuarantinedItem(
@@ -72,6 +114,7 @@ class Collected:
             )
         )
         self.counts.quarantined += 1
+        self.counts.web_quarantined += web
         self._changed()
 
     def skipped(self, reason: str) -> None:

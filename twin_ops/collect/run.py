@@ -6,6 +6,7 @@ same CLI). It runs the web crawl in this process, so call it once per process (s
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
 from collections.abc import Callable
@@ -20,12 +21,15 @@ from twin_ops.collect.results import Collected, Counts
 from twin_ops.config import Params, Paths
 from twin_ops.domain import Author
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass
 class CrawlReport:
     author_id: str
     store: Path
     quarantine_file: Path
+    skipped_file: Path
     counts: Counts
     new: list[str] = field(default_factory=list)
     revised: list[str] = field(default_factory=list)
@@ -35,12 +39,17 @@ class CrawlReport:
     seconds: float = 0.0
 
     def summary(self) -> str:
-        skipped = sum(self.counts.skipped.values())
+        """One line. For the web crawl, fetched + unchanged + failed = kept + quarantined + skipped."""
+        c = self.counts
+        kept = len(self.new) + len(self.revised) + self.unchanged + self.duplicates
+        skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(c.pages_skipped.items()))
+        passed = ", ".join(f"{n} {reason}" for reason, n in sorted(c.skipped.items()))
         return (
-            f"crawl {self.author_id}: {self.counts.fetched} pages fetched, {self.counts.unchanged} unchanged (304), "
-            f"{self.counts.files} files read, "
-            f"{len(self.new)} new, {len(self.revised)} revised, {self.unchanged} same, "
-            f"{self.duplicates} duplicates, {self.counts.quarantined} quarantined, {skipped} links/files skipped; "
+            f"crawl {self.author_id}: {c.fetched} pages fetched, {c.unchanged} unchanged (304), {c.failed} failed, "
+            f"{c.files} files read; {kept} kept ({len(self.new)} new, {len(self.revised)} revised, "
+            f"{self.unchanged} same, {self.duplicates} duplicates), {c.quarantined} quarantined, "
+            f"{sum(c.pages_skipped.values())} skipped ({skipped or 'none'}; see {self.skipped_file.name}), "
+            f"{sum(c.skipped.values())} links/files not followed ({passed or 'none'}); "
             f"{self.total} documents in {self.store} ({self.seconds:.1f}s)"
         )
 
@@ -50,11 +59,13 @@ def crawl_author(
 ) -> CrawlReport:
     started = time.monotonic()
     collected = Collected(author.id, on_progress)
+    folder = store.store_dir(paths, author.id)
     web = [source for source in author.sources if source.type in WEB_TYPES]
     if web:
         from twin_ops.collect.web import crawl_web  # Scrapy and Twisted load only when needed
 
-        crawl_web(author.id, web, params, paths, collected)
+        stored = {document.id: document.content_hash for document in store.load_documents(folder).values()}
+        crawl_web(author.id, web, params, paths, collected, stored)
     clones = paths.state / "collect" / "repos" / author.id
     for source in author.sources:
         if source.type in REPO_TYPES:
@@ -68,18 +79,20 @@ def crawl_author(
                 collect_export(
                     source, author.id, params.collect.files, params.collect.min_content_chars, workdir, collected
                 )
-    folder = store.store_dir(paths, author.id)
     merged = store.merge(folder, collected.documents)
-    quarantine_file = store.write_quarantine(folder, collected.quarantine)
-    return CrawlReport(
+    report = CrawlReport(
         author_id=author.id,
         store=folder,
-        quarantine_file=quarantine_file,
+        quarantine_file=store.write_quarantine(folder, collected.quarantine),
+        skipped_file=store.write_skipped(folder, collected.skipped_pages),
         counts=collected.counts,
         new=merged.new,
         revised=merged.revised,
-        unchanged=merged.unchanged,
+        # Pages answered 304 whose stored document is unchanged were not extracted again.
+        unchanged=merged.unchanged + collected.counts.same,
         duplicates=merged.duplicates,
         total=merged.total,
         seconds=time.monotonic() - started,
     )
+    logger.info(report.summary())
+    return report

@@ -7,9 +7,18 @@ Discovery, per source type:
   sitemaps robots.txt lists (platform-wide sitemaps of Medium would list every other author).
 * ``feed`` — the feed's entries only. ``sitemap`` — the sitemap's URLs (sitemap indexes followed).
 
-A page becomes a document when it declares itself one piece of writing (``og:type=article`` or a
-JSON-LD Article type, which blogs, Medium and Substack all emit) or when a feed lists it; other
-pages (indexes, tag pages, profiles) are only read for links.
+Every HTML page is analysed off the reactor (``extract``: a worker pool running
+``articles.analyse_page``) and kept when it is one piece of writing — it declares itself one, a
+feed lists it, or its main text looks like one (the rule is in ``articles``); listing pages
+(indexes, tags, archives, pagination), profiles and short pages are skipped with their reason and
+only read for links. A page the server answers 304 for is not analysed again: its last verdict
+and links are replayed from the ``memo``.
+
+Ledger: every URL requested is counted once as fetched, unchanged (304) or failed, and ends as
+exactly one of kept, quarantined or skipped (``results``); feeds, sitemaps and robots.txt are
+skipped as discovery files. robots.txt is fetched once per site: when robots.txt is obeyed, the
+spider takes the Sitemap lines from the parser Scrapy's RobotsTxtMiddleware built
+(``robots_parsed`` signal) instead of fetching the file a second time.
 
 Scope: a source covers its own origin (scheme, host *and port*) under its URL's path — the site
 for ``https://blog.example/``, one author for ``https://medium.com/@wren``. Feeds and sitemaps of
@@ -28,11 +37,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urldefrag, urlsplit
 
 import scrapy
-from scrapy import Request
+from scrapy import Request, signals
 from scrapy.exceptions import (
     CannotResolveHostError,
     DownloadCancelledError,
@@ -42,7 +51,6 @@ from scrapy.exceptions import (
     ResponseDataLossError,
 )
 from scrapy.http import HtmlResponse, Response, TextResponse, XmlResponse
-from scrapy.linkextractors import LinkExtractor
 from scrapy.selector import Selector
 from scrapy.spidermiddlewares.httperror import HttpError
 from scrapy.utils.gz import gunzip
@@ -51,12 +59,27 @@ from twisted.internet import error as twisted_errors
 from twisted.python.failure import Failure
 from w3lib.url import canonicalize_url
 
-from twin_ops.collect.extract import Article, declares_article
+from twin_ops.collect.articles import PageResult
+from twin_ops.collect.extract import Article
+from twin_ops.collect.memo import PageMemo, PageVerdict, body_hash
 from twin_ops.collect.politeness import OutOfScope, RedirectLoop
 from twin_ops.collect.results import Collected
-from twin_ops.domain import DocumentKind, Platform, QuarantineReason, RawDocument, SourceType, sha256_text, utc_now
+from twin_ops.domain import (
+    DocumentKind,
+    Platform,
+    QuarantineReason,
+    RawDocument,
+    SkipReason,
+    SourceType,
+    sha256_text,
+    utc_now,
+)
 
-Extract = Callable[[str, str, Platform], Awaitable[Article]]
+if TYPE_CHECKING:
+    from scrapy.crawler import Crawler
+
+# (html, url, fallback platform, listed by a feed) → the page's analysis, computed off the reactor.
+Extract = Callable[[str, str, Platform, bool], Awaitable[PageResult]]
 
 PLATFORM_OF = {
     SourceType.ARTICLE: Platform.BLOG,
@@ -70,7 +93,6 @@ READS_ROBOTS_SITEMAPS = frozenset({SourceType.ARTICLE})
 # A NUL byte in the first block means a binary body, whatever the Content-Type claims.
 BINARY_SNIFF_BYTES = 8192
 GZIP_MAGIC = b"\x1f\x8b"
-FEED_LINKS = "//link[@rel='alternate'][contains(@type,'rss') or contains(@type,'atom')]/@href"
 
 
 def origin(url: str) -> str:
@@ -151,6 +173,7 @@ class TwinSpider(scrapy.Spider):
         min_content_chars: int,
         collected: Collected,
         extract: Extract,
+        memo: PageMemo | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -162,11 +185,22 @@ class TwinSpider(scrapy.Spider):
         self.min_content_chars = min_content_chars
         self.collected = collected
         self.extract = extract
+        self.memo = memo
+        self._robots_from_middleware = False
+        self._robots_cached: dict[str, bool] = {}  # site → its robots.txt answer came from the HTTP cache
         self._origins = {source.origin for source in sources}
-        self._scheduled: set[str] = set()
+        self._scheduled: set[str] = set()  # canonical URLs requested
+        self._requested: set[str] = set()  # the same, as written in links (a fast first check)
         self._skipped: set[tuple[str, str]] = set()
-        # Default deny_extensions skip images, media, archives and office files before any fetch.
-        self._links = LinkExtractor(unique=True)
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> TwinSpider:
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        if crawler.settings.getbool("ROBOTSTXT_OBEY"):
+            spider._robots_from_middleware = True
+            crawler.signals.connect(spider.on_robots_parsed, signal=signals.robots_parsed)
+            crawler.signals.connect(spider.on_response, signal=signals.response_received)
+        return spider
 
     # --- scope and scheduling -------------------------------------------------------------------
 
@@ -187,10 +221,13 @@ class TwinSpider(scrapy.Spider):
 
     def _request(self, url: str, source: WebSource, role: str, hops: int, *, feed_item: bool = False) -> Request | None:
         url = urldefrag(url.strip())[0]
+        if url in self._requested:  # most links on a page were met on other pages already
+            return None
         if urlsplit(url).scheme not in {"http", "https"}:
             return None  # mailto:, javascript:, ...
         key = canonicalize_url(url)
         if key in self._scheduled:
+            self._requested.add(url)
             return None
         allowed = source.covers(url) if role == "page" else origin(url) == source.origin
         if not allowed:
@@ -203,6 +240,7 @@ class TwinSpider(scrapy.Spider):
             self._skip(key, "page_budget")
             return None
         self._scheduled.add(key)
+        self._requested.add(url)
         callbacks = {
             "page": self.parse_page,
             "feed": self.parse_feed,
@@ -224,7 +262,7 @@ class TwinSpider(scrapy.Spider):
             request = self._request(source.url, source, roles.get(source.type, "page"), 0)
             if request is not None:
                 yield request
-            if source.type in READS_ROBOTS_SITEMAPS:
+            if source.type in READS_ROBOTS_SITEMAPS and not self._robots_from_middleware:
                 robots = self._request(f"{source.origin}/robots.txt", source, "robots", 0)
                 if robots is not None:
                     yield robots
@@ -237,44 +275,83 @@ class TwinSpider(scrapy.Spider):
 
     def _quarantine(self, response: Response, reason: QuarantineReason, detail: str) -> None:
         self.collected.quarantined(
-            response.url, reason, detail, status=response.status, source_url=self._source(response).url
+            response.url, reason, detail, status=response.status, source_url=self._source(response).url, web=True
         )
+
+    def _skip_page(self, url: str, source: WebSource, reason: SkipReason, detail: str) -> None:
+        self.collected.skipped_page(url, reason, detail, source_url=source.url)
+
+    def _follow(
+        self, source: WebSource, hops: int, links: tuple[str, ...], feeds: tuple[str, ...]
+    ) -> Iterator[Request]:
+        if source.type not in FOLLOWS_LINKS:
+            return
+        for link in links:
+            request = self._request(link, source, "page", hops + 1)
+            if request is not None:
+                yield request
+        for feed in feeds:
+            request = self._request(feed, source, "feed", 0)
+            if request is not None:
+                yield request
 
     # --- callbacks ------------------------------------------------------------------------------
 
-    async def parse_page(self, response: Response) -> AsyncIterator[Request]:
+    async def parse_page(self, response: Response) -> list[Request]:
+        # A coroutine returning a list, not an async generator: Scrapy runs an async generator's
+        # output through CONCURRENT_ITEMS (100) tasks per callback, most of a page's overhead.
         self._seen(response)
         source = self._source(response)
         if isinstance(response, XmlResponse):  # a link to a feed or a sitemap
             root = response.xpath("local-name(/*)").get() or ""
             parse = self._sitemap if root in {"urlset", "sitemapindex"} else self._feed
-            for request in parse(response):
-                yield request
-            return
+            return list(parse(response))
         if not isinstance(response, HtmlResponse) or b"\x00" in response.body[:BINARY_SNIFF_BYTES]:
             content_type = (response.headers.get("Content-Type") or b"none").decode("latin-1")
             self._quarantine(response, QuarantineReason.NON_TEXT, f"not an HTML page (Content-Type {content_type})")
-            return
-        if declares_article(response.selector.root) or response.meta.get("twin_feed_item"):
-            article = await self.extract(response.text, response.url, PLATFORM_OF[source.type])
-            self._keep(article, response, source)
-        if source.type not in FOLLOWS_LINKS:
-            return
+            return []
         hops = response.meta.get("twin_hops", 0)
-        for link in self._links.extract_links(response):
-            request = self._request(link.url, source, "page", hops + 1)
-            if request is not None:
-                yield request
-        for href in response.xpath(FEED_LINKS).getall():
-            request = self._request(response.urljoin(href), source, "feed", 0)
-            if request is not None:
-                yield request
+        digest = body_hash(response.body)
+        if "cached" in response.flags and self.memo is not None:
+            verdict = self.memo.replay(response.url, digest)
+            if verdict is not None:  # a 304 for a page judged before: no parsing, no extraction
+                if verdict.document_id:
+                    self.collected.same_document()
+                else:
+                    self._skip_page(
+                        response.url, source, verdict.skip_reason or SkipReason.NOT_AN_ARTICLE, verdict.detail
+                    )
+                return list(self._follow(source, hops, verdict.links, verdict.feeds))
+        feed_item = bool(response.meta.get("twin_feed_item"))
+        result = await self.extract(response.text, response.url, PLATFORM_OF[source.type], feed_item)
+        verdict = PageVerdict(body_sha256=digest, links=result.links, feeds=result.feeds)
+        if result.keep:
+            document = self._keep(result.article, response, source)
+            if document is not None:
+                verdict = PageVerdict(
+                    body_sha256=digest,
+                    document_id=document.id,
+                    content_hash=document.content_hash,
+                    links=result.links,
+                    feeds=result.feeds,
+                )
+            else:
+                verdict = None  # quarantined: judged afresh next time
+        else:
+            reason = result.reason or SkipReason.NOT_AN_ARTICLE
+            self._skip_page(response.url, source, reason, result.detail)
+            verdict = PageVerdict(
+                body_sha256=digest, reason=reason.value, detail=result.detail, links=result.links, feeds=result.feeds
+            )
+        if self.memo is not None and verdict is not None:
+            self.memo.record(response.url, verdict)
+        return list(self._follow(source, hops, result.links, result.feeds))
 
-    def _keep(self, article: Article, response: Response, source: WebSource) -> None:
+    def _keep(self, article: Article, response: Response, source: WebSource) -> RawDocument | None:
         if len(article.body.strip()) < self.min_content_chars:
             detail = f"{len(article.body.strip())} characters of text extracted"
             self._quarantine(response, QuarantineReason.EMPTY_EXTRACTION, detail)
-            return
+            return None
         content = article.content
         metadata = {
             "subtitle": article.subtitle,
@@ -283,20 +360,20 @@ class TwinSpider(scrapy.Spider):
             "fetched_url": response.url,
             "source_type": source.type.value,
         }
-        self.collected.document(
-            RawDocument(
-                id=f"{self.author_id}:{article.canonical_url}",
-                author_id=self.author_id,
-                kind=DocumentKind.ARTICLE,
-                platform=article.platform,
-                source_url=article.canonical_url,
-                title=article.title,
-                content=content,
-                fetched_at=utc_now(),
-                content_hash=sha256_text(content),
-                metadata=metadata,
-            )
+        document = RawDocument(
+            id=f"{self.author_id}:{article.canonical_url}",
+            author_id=self.author_id,
+            kind=DocumentKind.ARTICLE,
+            platform=article.platform,
+            source_url=article.canonical_url,
+            title=article.title,
+            content=content,
+            fetched_at=utc_now(),
+            content_hash=sha256_text(content),
+            metadata=metadata,
         )
+        self.collected.document(document, web=True)
+        return document
 
     def parse_feed(self, response: Response) -> Iterator[Request]:
         self._seen(response)
@@ -312,6 +389,7 @@ class TwinSpider(scrapy.Spider):
             return
         links = feed.xpath("//item/link/text()").getall()  # RSS 2.0 and RSS 1.0 (RDF)
         links += feed.xpath("//entry/link[not(@rel) or @rel='alternate']/@href").getall()  # Atom
+        self._skip_page(response.url, source, SkipReason.DISCOVERY_FILE, f"feed: {len(links)} entries")
         for link in links:
             request = self._request(response.urljoin(link.strip()), source, "page", 0, feed_item=True)
             if request is not None:
@@ -336,6 +414,7 @@ class TwinSpider(scrapy.Spider):
         if kind not in {"urlset", "sitemapindex"}:
             self._quarantine(response, QuarantineReason.INVALID_SITEMAP, f"unexpected root element {kind!r}")
             return
+        self._skip_page(response.url, source, SkipReason.DISCOVERY_FILE, f"{kind}: {len(entries)} entries")
         role = "sitemap" if kind == "sitemapindex" else "page"
         for entry in entries:
             if entry.get("loc"):
@@ -344,24 +423,52 @@ class TwinSpider(scrapy.Spider):
                     yield request
 
     def parse_robots(self, response: Response) -> Iterator[Request]:
+        """robots.txt fetched by the spider itself: only when Scrapy does not obey (and so read) it."""
         self._seen(response)
-        if not isinstance(response, TextResponse):
-            return
         source = self._source(response)
-        for url in sitemap_urls_from_robots(response.body, base_url=response.url):
+        urls = (
+            sitemap_urls_from_robots(response.body, base_url=response.url) if isinstance(response, TextResponse) else []
+        )
+        self._skip_page(response.url, source, SkipReason.DISCOVERY_FILE, "robots.txt, read for its Sitemap lines")
+        yield from self._sitemaps(source, list(urls))
+
+    def on_response(self, response: Response, request: Request, **_: Any) -> None:
+        """Notes whether RobotsTxtMiddleware's own robots.txt request was answered 304 (for the ledger)."""
+        if request.meta.get("dont_obey_robotstxt") and "twin_source" not in request.meta:
+            self._robots_cached[origin(request.url)] = "cached" in response.flags
+
+    def on_robots_parsed(self, robotparser: Any, request: Request) -> None:
+        """Scrapy fetched and parsed a site's robots.txt: queue its Sitemap lines for the sources there."""
+        site = origin(request.url)
+        sitemaps = list(getattr(getattr(robotparser, "rp", None), "sitemaps", []) or [])
+        readers = [source for source in self.sources if source.type in READS_ROBOTS_SITEMAPS and source.origin == site]
+        if not readers:
+            return
+        self.collected.fetched(unchanged=self._robots_cached.pop(site, False))
+        self._skip_page(
+            f"{site}/robots.txt", readers[0], SkipReason.DISCOVERY_FILE, f"robots.txt: {len(sitemaps)} sitemaps"
+        )
+        for source in readers:
+            for sitemap_request in self._sitemaps(source, sitemaps):
+                self.crawler.engine.crawl(sitemap_request)
+
+    def _sitemaps(self, source: WebSource, urls: list[str]) -> Iterator[Request]:
+        for url in urls:
             request = self._request(url, source, "sitemap", 0)
             if request is not None:
                 yield request
 
     def on_error(self, failure: Failure) -> None:
         request = failure.request  # type: ignore[attr-defined]
+        self.collected.failed()
+        source = self.sources[request.meta["twin_source"]]
         if request.meta.get("twin_role") == "robots":
-            self.collected.skipped("no_robots_txt")  # a site without robots.txt allows everything
+            # A site without robots.txt allows everything.
+            self._skip_page(request.url, source, SkipReason.DISCOVERY_FILE, "no robots.txt")
             return
         reason, detail, status = classify(failure)
         # The URL as linked, before any redirects; the detail names where the chain ended.
         first = [*request.meta.get("redirect_urls", []), request.url][0]
         if first != request.url:
             detail = f"{detail} (after redirects to {request.url})"
-        source = self.sources[request.meta["twin_source"]]
-        self.collected.quarantined(first, reason, detail, status=status, source_url=source.url)
+        self.collected.quarantined(first, reason, detail, status=status, source_url=source.url, web=True)

@@ -14,7 +14,9 @@ sorted by id, so the same crawl writes the same bytes:
 * a document the crawl did not reach this time is kept: an outage must not delete writing;
 * a new document whose content is already stored under another URL is a duplicate, not stored.
 
-``quarantine.jsonl`` holds what the latest crawl set aside, with reasons; it is rewritten each run.
+``quarantine.jsonl`` holds what the latest crawl set aside, with reasons, and ``skipped.jsonl`` the
+pages it fetched and left out on purpose (listing pages, feeds, ...), with reasons; both are
+rewritten each run.
 Every file is written atomically (``domain.write_jsonl``: temp file, fsync, rename).
 """
 
@@ -24,9 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from twin_ops.config import Paths
-from twin_ops.domain import QuarantinedItem, RawDocument, read_jsonl, write_jsonl
+from twin_ops.domain import QuarantinedItem, RawDocument, SkippedItem, read_jsonl, write_jsonl
 
 QUARANTINE_FILE = "quarantine.jsonl"
+SKIPPED_FILE = "skipped.jsonl"
+NOT_DOCUMENTS = frozenset({QUARANTINE_FILE, SKIPPED_FILE})
 
 
 def store_dir(paths: Paths, author_id: str) -> Path:
@@ -34,7 +38,7 @@ def store_dir(paths: Paths, author_id: str) -> Path:
 
 
 def platform_files(folder: Path) -> list[Path]:
-    return sorted(path for path in folder.glob("*.jsonl") if path.name != QUARANTINE_FILE)
+    return sorted(path for path in folder.glob("*.jsonl") if path.name not in NOT_DOCUMENTS)
 
 
 def load_documents(folder: Path) -> dict[str, RawDocument]:
@@ -86,5 +90,11 @@ def merge(folder: Path, collected: list[RawDocument]) -> MergeResult:
 
 def write_quarantine(folder: Path, items: list[QuarantinedItem]) -> Path:
     path = folder / QUARANTINE_FILE
+    write_jsonl(path, sorted(items, key=lambda item: (item.url, item.reason)))
+    return path
+
+
+def write_skipped(folder: Path, items: list[SkippedItem]) -> Path:
+    path = folder / SKIPPED_FILE
     write_jsonl(path, sorted(items, key=lambda item: (item.url, item.reason)))
     return path

@@ -6,34 +6,47 @@ is that process, tests and the DAG run crawls through it as subprocesses, and a 
 interpreter raises ``CrawlError`` instead of hanging. All web sources of an author share that one
 crawl (one spider, one politeness budget per site, one duplicate filter).
 
-Extraction is CPU-bound (trafilatura, 5-10 ms a page) and Scrapy runs callbacks on the reactor's
-single thread. With ``collect.extract_workers`` > 0, that many processes extract in parallel while
-the reactor keeps downloading (worth it with spare cores; on 2 cores it is not, hence the default
-0). Workers are spawned, not forked — forking a process with a running reactor is unsafe — so, as
-with any spawning code, the calling program's main module must be import-safe (``__main__`` guard).
+Page analysis (parsing, trafilatura's extraction, the article rule, link extraction: 5-10 ms a
+page) is CPU-bound, and Scrapy runs callbacks on the reactor's single thread, where it would stall
+the downloads. So it runs in a process pool beside the reactor: ``collect.extract_workers``
+processes, or with 0 one per core the crawler does not use itself (at least one). Not a thread
+pool: trafilatura is mostly Python and holds the GIL (``benchmarks/crawl.py`` measures the analysis
+alone in both pools: neither beats one thread on 2 busy cores), and analysis threads would take the
+GIL from the reactor thread, which must keep reading sockets.
+Workers are spawned, not forked — forking a process with a running reactor is unsafe — so, as with
+any spawning code, the calling program's main module must be import-safe (``__main__`` guard).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import logging
 import multiprocessing
+import os
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from twin_ops.collect.extract import Article, extract_article
+from twin_ops.collect.articles import ArticleRules, PageResult, analyse_page
+from twin_ops.collect.memo import PageMemo, memo_file
 from twin_ops.collect.results import Collected
 from twin_ops.collect.spider import Extract, TwinSpider, WebSource
 from twin_ops.config import Params, Paths
 from twin_ops.domain import Platform, QuarantineReason, Source
+from twin_ops.errors import TwinOpsError
 
 POLITENESS = "twin_ops.collect.politeness"
+# Bump when extraction or the article rule changes in a way the settings do not show: page verdicts
+# remembered from earlier crawls are then recomputed.
+EXTRACTION_VERSION = 2
+logger = logging.getLogger(__name__)
 _crawled_in_this_process = False
 
 
-class CrawlError(RuntimeError):
+class CrawlError(TwinOpsError, RuntimeError):
     """A crawl that cannot run (e.g. a second one in the same process)."""
 
 
@@ -50,6 +63,9 @@ def scrapy_settings(params: Params, cache_dir: Path) -> dict[str, Any]:
         "ROBOTSTXT_USER_AGENT": c.robots_user_agent,
         "CONCURRENT_REQUESTS": c.concurrent_requests,
         "CONCURRENT_REQUESTS_PER_DOMAIN": c.concurrent_requests_per_domain,
+        # Callbacks return requests, never items; Scrapy still starts CONCURRENT_ITEMS tasks to
+        # process each response's output, which at its default (100) costs more than the page.
+        "CONCURRENT_ITEMS": 1,
         "DOWNLOAD_DELAY": c.download_delay_s,
         "AUTOTHROTTLE_ENABLED": True,
         "AUTOTHROTTLE_START_DELAY": c.autothrottle_start_delay_s,
@@ -66,7 +82,9 @@ def scrapy_settings(params: Params, cache_dir: Path) -> dict[str, Any]:
         "REDIRECT_MAX_TIMES": c.max_redirects,
         "HTTPCACHE_ENABLED": c.http_cache,
         "HTTPCACHE_POLICY": "scrapy.extensions.httpcache.RFC2616Policy",
-        "HTTPCACHE_STORAGE": "scrapy.extensions.httpcache.FilesystemCacheStorage",
+        # One SQLite file per author instead of seven files per page (see collect.sqlite_dbm).
+        "HTTPCACHE_STORAGE": "scrapy.extensions.httpcache.DbmCacheStorage",
+        "HTTPCACHE_DBM_MODULE": "twin_ops.collect.sqlite_dbm",
         "HTTPCACHE_DIR": str(cache_dir),
         "COOKIES_ENABLED": False,  # public pages only; no session state between requests
         "TELNETCONSOLE_ENABLED": False,  # it would open a port
@@ -85,29 +103,57 @@ def scrapy_settings(params: Params, cache_dir: Path) -> dict[str, Any]:
     }
 
 
+def extract_workers(configured: int) -> int:
+    """``collect.extract_workers``, with 0 meaning one per core beyond the reactor's own (at least one)."""
+    return configured or max(1, (os.cpu_count() or 1) - 1)
+
+
 @contextmanager
-def extractor(workers: int) -> Iterator[Extract]:
-    """An awaitable ``extract_article``: inline for 0 workers, else in a process pool."""
-    if workers == 0:
+def extractor(workers: int, rules: ArticleRules) -> Iterator[Extract]:
+    """An awaitable ``analyse_page`` running in a pool of ``workers`` spawned processes.
 
-        async def inline(html: str, url: str, platform: Platform) -> Article:
-            return extract_article(html, url, platform)
+    The pool starts on the first page that needs analysing: a re-crawl that only meets pages
+    answered 304 (replayed from the memo) never starts it.
+    """
+    pools: list[ProcessPoolExecutor] = []
 
-        yield inline
-        return
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    def pool() -> ProcessPoolExecutor:
+        if not pools:
+            pools.append(ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")))
+        return pools[0]
 
-    async def pooled(html: str, url: str, platform: Platform) -> Article:
-        return await asyncio.get_running_loop().run_in_executor(pool, extract_article, html, url, platform)
+    async def pooled(html: str, url: str, platform: Platform, feed_item: bool) -> PageResult:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(pool(), analyse_page, html, url, platform, feed_item, rules)
 
     try:
         yield pooled
     finally:
-        pool.shutdown(cancel_futures=True)
+        for started in pools:
+            started.shutdown(cancel_futures=True)
 
 
-def crawl_web(author_id: str, sources: list[Source], params: Params, paths: Paths, collected: Collected) -> None:
-    """Crawl the author's web sources into ``collected``; blocks until the crawl is done."""
+def fingerprint(params: Params, rules: ArticleRules) -> str:
+    """What a page verdict depends on besides the page: a memo made under other rules is ignored."""
+    import trafilatura
+
+    facts = [repr(rules), params.collect.min_content_chars, trafilatura.__version__, EXTRACTION_VERSION]
+    return hashlib.sha256(repr(facts).encode()).hexdigest()[:16]
+
+
+def crawl_web(
+    author_id: str,
+    sources: list[Source],
+    params: Params,
+    paths: Paths,
+    collected: Collected,
+    stored: dict[str, str] | None = None,
+) -> None:
+    """Crawl the author's web sources into ``collected``; blocks until the crawl is done.
+
+    ``stored`` maps the crawl store's document ids to content hashes: a page answered 304 whose
+    document is there unchanged is counted as kept without being analysed again (``memo``).
+    """
     global _crawled_in_this_process
     if _crawled_in_this_process:
         raise CrawlError("a Twisted reactor cannot restart: run each crawl in its own process (`twin-ops crawl`)")
@@ -118,11 +164,13 @@ def crawl_web(author_id: str, sources: list[Source], params: Params, paths: Path
     def on_spider_error(failure: Any, response: Any, spider: Any) -> None:
         # A bug or an unexpected page while handling a response: recorded, never lost.
         detail = f"{type(failure.value).__name__}: {failure.value}"
-        collected.quarantined(response.url, QuarantineReason.PROCESSING_ERROR, detail, status=response.status)
+        collected.quarantined(response.url, QuarantineReason.PROCESSING_ERROR, detail, status=response.status, web=True)
 
     c = params.collect
+    rules = ArticleRules()
+    memo = PageMemo(memo_file(paths.state, author_id), fingerprint(params, rules), stored or {})
     process = CrawlerProcess(scrapy_settings(params, http_cache_dir(paths, author_id)))
-    with extractor(c.extract_workers) as extract:
+    with extractor(extract_workers(c.extract_workers), rules) as extract:
         crawler = process.create_crawler(TwinSpider)
         crawler.signals.connect(on_spider_error, signal=signals.spider_error)
         process.crawl(
@@ -135,5 +183,16 @@ def crawl_web(author_id: str, sources: list[Source], params: Params, paths: Path
             min_content_chars=c.min_content_chars,
             collected=collected,
             extract=extract,
+            memo=memo,
         )
         process.start()
+    memo.save()
+    if not collected.counts.web_balanced:
+        counts = collected.counts
+        logger.warning(
+            "crawl ledger does not balance: %d fetched + %d unchanged + %d failed != %d outcomes",
+            counts.fetched,
+            counts.unchanged,
+            counts.failed,
+            counts.web_outcomes,
+        )

@@ -36,7 +36,8 @@ def _jsonl_files(location: Path) -> list[Path]:
     if location.is_file():
         return [location]
     # Quarantine files hold pages that failed on purpose; they are reported, not validated.
-    return sorted(p for p in location.glob("*.jsonl") if not p.name.startswith("quarantine"))
+    # quarantine.jsonl and skipped.jsonl (the crawl's set-aside and left-out pages) are not documents.
+    return sorted(p for p in location.glob("*.jsonl") if not p.name.startswith(("quarantine", "skipped")))
 
 
 def read_jsonl_frame(location: Path) -> pd.DataFrame:

@@ -19,21 +19,22 @@ rebuild keeps the modification times (Last-Modified) of unchanged pages.
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import html
-import json
 import os
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from email.utils import format_datetime
 from pathlib import Path
 
-import yaml
+import frontmatter
+import jinja2
 from markdown_it import MarkdownIt
+from markupsafe import Markup
 
 AUTHOR_NAME = "Wren Halvorsen"
 SITE_NAME = "Notes from the Boatyard"
@@ -94,8 +95,8 @@ class Post:
 
 
 def read_post(path: Path) -> Post:
-    _, header, body = path.read_text(encoding="utf-8").split("---\n", 2)
-    meta = yaml.safe_load(header)
+    page = frontmatter.load(path)
+    meta, body = page.metadata, page.content
     return Post(
         slug=meta["slug"],
         title=meta["title"],
@@ -133,9 +134,28 @@ def _page_file(out: Path, url_path: str) -> Path:
     return out / relative / "index.html" if relative == "" or relative.endswith("/") else out / relative
 
 
-# --- templates -----------------------------------------------------------------------------------
+# --- templates ---------------------------------------------------------------------------------
 
-e = html.escape
+# The strings a template prints besides the posts (the boilerplate above included).
+TEXT = {
+    "author": AUTHOR_NAME,
+    "site_name": SITE_NAME,
+    "substack_name": SUBSTACK_NAME,
+    "medium_handle": MEDIUM_HANDLE,
+    "juno_name": JUNO_NAME,
+    "juno_site": JUNO_SITE,
+    "cookie_banner": COOKIE_BANNER,
+    "sidebar_bio": SIDEBAR_BIO,
+    "share_bar": SHARE_BAR,
+    "comment_prompt": COMMENT_PROMPT,
+    "footer": FOOTER_TEXT,
+    "medium_signup": MEDIUM_SIGNUP,
+    "medium_recommended": MEDIUM_RECOMMENDED,
+    "substack_cta": SUBSTACK_CTA,
+    "substack_footer": SUBSTACK_FOOTER,
+    "draft_sentinel": DRAFT_SENTINEL,
+}
+NAV = tuple(zip(("/", "/tags/", "/about/", "/feed.xml"), NAV_LABELS, strict=True))
 
 
 def _long_date(day: date) -> str:
@@ -146,148 +166,98 @@ def _iso(day: date) -> str:
     return datetime.combine(day, time(8, 0), tzinfo=UTC).isoformat()
 
 
-def _ld(kind: str, post: Post, url: str, author: str) -> str:
-    data = {
-        "@context": "https://schema.org",
-        "@type": kind,
-        "headline": post.title,
-        "description": post.subtitle,
-        "datePublished": _iso(post.published),
-        "keywords": list(post.tags),
-        "url": url,
-        "author": {"@type": "Person", "name": author},
-    }
-    return f'<script type="application/ld+json">{json.dumps(data)}</script>'
-
-
-def _head(title: str, url: str, description: str, og_type: str, extra: str = "") -> str:
-    return f"""<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{e(title)}</title>
-<meta name="description" content="{e(description)}">
-<link rel="canonical" href="{e(url)}">
-<meta property="og:type" content="{og_type}">
-<meta property="og:title" content="{e(title)}">
-<meta property="og:url" content="{e(url)}">
-{extra}
-<style>body{{font-family:Georgia,serif;max-width:52rem;margin:auto}} .cookie-banner{{position:fixed;bottom:0}}</style>
-</head>"""
-
-
-def _html(head: str, body: str) -> str:
-    return f'<!doctype html>\n<html lang="en">\n{head}\n{body}\n</html>\n'
-
-
-def _blog_chrome(base: str, inner: str, recent: list[Post]) -> str:
-    """Cookie banner, header menu, sidebar and footer around a blog page's main content."""
-    nav_targets = ("/", "/tags/", "/about/", "/feed.xml")
-    nav = "".join(f'<li><a href="{t}">{e(label)}</a></li>' for t, label in zip(nav_targets, NAV_LABELS, strict=True))
-    recent_items = "".join(f'<li><a href="/posts/{p.slug}/">{e(p.title)}</a></li>' for p in recent)
-    return f"""<body>
-<div class="cookie-banner" id="cookie-consent" role="dialog"><p>{e(COOKIE_BANNER)}</p>
-<button>Accept all</button> <button>Manage preferences</button></div>
-<header class="site-header"><a class="brand" href="/">{e(SITE_NAME)}</a>
-<nav class="menu"><ul>{nav}</ul></nav></header>
-<div class="layout">
-<main>{inner}</main>
-<aside class="sidebar"><h2>About the author</h2><p>{e(SIDEBAR_BIO)}</p>
-<h2>Recent posts</h2><ul>{recent_items}</ul></aside>
-</div>
-<footer class="site-footer"><p>{e(FOOTER_TEXT)}</p>
-<p><a href="/feed.xml">RSS</a> · <a href="/sitemap.xml">Sitemap</a> · <a href="/about/">About</a></p></footer>
-</body>"""
-
-
-def _tag_links(tags: tuple[str, ...], prefix: str) -> str:
-    return " ".join(f'<a class="tag" rel="tag" href="{prefix}{t}/">#{e(t)}</a>' for t in tags)
-
-
-def blog_post_page(base: str, post: Post, older: Post | None, newer: Post | None, recent: list[Post]) -> str:
-    url = f"{base}/posts/{post.slug}/"
-    metas = "\n".join(f'<meta property="article:tag" content="{e(t)}">' for t in post.tags)
-    extra = (
-        f'<meta property="og:description" content="{e(post.subtitle)}">\n'
-        f'<meta property="article:published_time" content="{_iso(post.published)}">\n{metas}\n'
-        f'<link rel="alternate" type="application/rss+xml" title="{e(SITE_NAME)}" href="{base}/feed.xml">\n'
-        + _ld("BlogPosting", post, url, AUTHOR_NAME)
-    )
-    pager = ""
-    if older:
-        pager += f'<a rel="prev" href="/posts/{older.slug}/">← {e(older.title)}</a> '
-    if newer:
-        pager += f'<a rel="next" href="/posts/{newer.slug}/">{e(newer.title)} →</a>'
-    related = "".join(f'<li><a href="/posts/{p.slug}/">{e(p.title)}</a></li>' for p in recent[:3] if p != post)
-    inner = f"""<article class="post">
-<header><h1>{e(post.title)}</h1><p class="subtitle">{e(post.subtitle)}</p>
-<p class="byline">By {e(AUTHOR_NAME)} ·
-<time datetime="{post.published.isoformat()}">{_long_date(post.published)}</time> ·
-{_tag_links(post.tags, "/tags/")}</p></header>
-<div class="post-body">
-{_markdown.render(post.body)}
-</div>
-<footer class="post-footer"><p class="share">{e(SHARE_BAR)}:
-<a href="https://social.example.invalid/share?u={e(url)}">Mastodon</a>
-<a href="mailto:?subject={e(post.title)}">Email</a></p></footer>
-</article>
-<nav class="post-nav">{pager}</nav>
-<section class="related"><h2>You might also like</h2><ul>{related}</ul></section>
-<section class="comments"><h2>Comments</h2><p>{e(COMMENT_PROMPT)}</p>
-<form method="post" action="/comments"><textarea name="comment"></textarea><button>Post comment</button></form>
-</section>"""
-    head = _head(f"{post.title} · {SITE_NAME}", url, post.subtitle, "article", extra)
-    return _html(head, _blog_chrome(base, inner, recent))
-
-
-def _listing(posts: list[Post], prefix: str) -> str:
-    return "\n".join(
-        f'<article class="teaser"><h2><a href="{prefix}{p.slug}/">{e(p.title)}</a></h2>'
-        f'<p>{e(p.subtitle)}</p><time datetime="{p.published.isoformat()}">{_long_date(p.published)}</time></article>'
-        for p in posts
-    )
-
-
 def _index_path(number: int) -> str:
     return "/" if number == 1 else f"/page/{number}/"
 
 
+@functools.cache
+def _templates() -> jinja2.Environment:
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("twin_ops.demo", "templates"),
+        autoescape=jinja2.select_autoescape(["html", "xml"]),
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    environment.filters.update(
+        markdown=lambda text: Markup(_markdown.render(text)),
+        long_date=_long_date,
+        iso=_iso,
+        rfc822=lambda day: format_datetime(datetime.combine(day, time(8, 0), tzinfo=UTC)),
+        index_path=_index_path,
+    )
+    environment.globals.update(text=TEXT, nav=NAV)
+    return environment
+
+
+def render(template: str, **context: object) -> str:
+    """Render one of ``twin_ops/demo/templates``."""
+    return _templates().get_template(template).render(**context)
+
+
+def blog_post_page(base: str, post: Post, older: Post | None, newer: Post | None, recent: list[Post]) -> str:
+    url = f"{base}/posts/{post.slug}/"
+    return render(
+        "blog_post.html",
+        base=base,
+        url=url,
+        title=f"{post.title} · {SITE_NAME}",
+        description=post.subtitle,
+        og_type="article",
+        post=post,
+        older=older,
+        newer=newer,
+        recent=recent,
+    )
+
+
 def blog_index_page(base: str, posts: list[Post], number: int, pages: int, recent: list[Post]) -> str:
-    url = base + _index_path(number)
-    pager = f"<span>Page {number} of {pages}</span> "
-    if number > 1:
-        pager += f'<a rel="prev" href="{_index_path(number - 1)}">← Newer posts</a> '
-    if number < pages:
-        pager += f'<a rel="next" href="{_index_path(number + 1)}">Older posts →</a>'
-    inner = f'<h1>{e(SITE_NAME)}</h1>\n{_listing(posts, "/posts/")}\n<nav class="pagination">{pager}</nav>'
-    extra = f'<link rel="alternate" type="application/rss+xml" title="{e(SITE_NAME)}" href="{base}/feed.xml">'
-    head = _head(SITE_NAME if number == 1 else f"{SITE_NAME} · page {number}", url, SIDEBAR_BIO, "website", extra)
-    return _html(head, _blog_chrome(base, inner, recent))
+    title = SITE_NAME if number == 1 else f"{SITE_NAME} · page {number}"
+    return render(
+        "blog_index.html",
+        base=base,
+        url=base + _index_path(number),
+        title=title,
+        description=SIDEBAR_BIO,
+        og_type="website",
+        posts=posts,
+        number=number,
+        pages=pages,
+        recent=recent,
+    )
 
 
 def tag_page(base: str, tag: str, posts: list[Post], recent: list[Post]) -> str:
-    inner = f"<h1>Posts tagged #{e(tag)}</h1>\n{_listing(posts, '/posts/')}"
-    head = _head(f"#{tag} · {SITE_NAME}", f"{base}/tags/{tag}/", f"Posts tagged {tag}", "website")
-    return _html(head, _blog_chrome(base, inner, recent))
+    url, title = f"{base}/tags/{tag}/", f"#{tag} · {SITE_NAME}"
+    return render(
+        "tag.html", url=url, title=title, description=f"Posts tagged {tag}", og_type="website", tag=tag, posts=posts,
+        recent=recent,
+    )  # fmt: skip
 
 
 def tags_index_page(base: str, tags: list[str], recent: list[Post]) -> str:
-    items = "".join(f'<li><a href="/tags/{t}/">#{e(t)}</a></li>' for t in tags)
-    head = _head(f"Archive by tag · {SITE_NAME}", f"{base}/tags/", "Every tag", "website")
-    return _html(head, _blog_chrome(base, f"<h1>Tags</h1><ul>{items}</ul>", recent))
+    title = f"Archive by tag · {SITE_NAME}"
+    return render(
+        "tags.html", url=f"{base}/tags/", title=title, description="Every tag", og_type="website", tags=tags,
+        recent=recent,
+    )  # fmt: skip
 
 
 def about_page(base: str, title: str, body: str, recent: list[Post]) -> str:
-    inner = (
-        f'<article class="page"><h1>{e(title)}</h1>\n{_markdown.render(body)}\n'
-        f'<p class="wip">Work in progress: <a href="/drafts/next-post/">the next post</a>.</p></article>'
+    return render(
+        "about.html",
+        url=f"{base}/about/",
+        title=f"{title} · {SITE_NAME}",
+        description=SIDEBAR_BIO,
+        og_type="profile",
+        page_title=title,
+        body=body,
+        recent=recent,
     )
-    head = _head(f"{title} · {SITE_NAME}", f"{base}/about/", SIDEBAR_BIO, "profile")
-    return _html(head, _blog_chrome(base, inner, recent))
 
 
 def draft_page(base: str) -> str:
-    head = _head("Draft", f"{base}/drafts/next-post/", "unpublished", "article")
-    return _html(head, f"<body><article><h1>Draft</h1><p>{e(DRAFT_SENTINEL)}</p></article></body>")
+    url = f"{base}/drafts/next-post/"
+    return render("draft.html", url=url, title="Draft", description="unpublished", og_type="article")
 
 
 def _medium_slug(post: Post) -> str:
@@ -298,55 +268,32 @@ def _medium_slug(post: Post) -> str:
 def medium_post_page(base: str, post: Post, others: list[Post]) -> str:
     profile = f"/medium/{MEDIUM_HANDLE}"
     url = f"{base}{profile}/{_medium_slug(post)}"
-    minutes = max(1, len(post.body.split()) // 230)
-    extra = (
-        '<meta property="og:site_name" content="Medium">\n'
-        '<meta property="al:android:package" content="com.medium.reader">\n'
-        '<meta name="twitter:site" content="@Medium">\n'
-        f'<meta property="article:published_time" content="{_iso(post.published)}">\n'
-        f'<link rel="alternate" type="application/rss+xml" href="{base}/medium/feed/{MEDIUM_HANDLE}.xml">\n'
-        # Medium spells its JSON-LD keywords "Tag:<name>".
-        + _ld("NewsArticle", replace(post, tags=tuple(f"Tag:{t}" for t in post.tags)), url, AUTHOR_NAME)
+    return render(
+        "medium_post.html",
+        base=base,
+        url=url,
+        title=f"{post.title} | by {AUTHOR_NAME} | Medium",
+        description=post.subtitle,
+        og_type="article",
+        post=post,
+        profile=profile,
+        minutes=max(1, len(post.body.split()) // 230),
+        medium_tags=[f"Tag:{t}" for t in post.tags],
+        more=[(p, f"{profile}/{_medium_slug(p)}") for p in others if p != post],
     )
-    more = "".join(f'<li><a href="{profile}/{_medium_slug(p)}">{e(p.title)}</a></li>' for p in others if p != post)
-    tags = "".join(f'<a href="/medium/tag/{t}">{e(t.replace("-", " ").title())}</a>' for t in post.tags)
-    body = f"""<body><div id="root"><div class="ab cd">
-<div class="metabar"><a href="/medium/">Medium</a> <a href="/medium/new-story">Write</a>
-<a href="/medium/m/signin">Sign up</a> <a href="/medium/m/signin">Sign in</a></div>
-<div class="meteredContent"><article><div class="l"><section><div class="pw-post-body">
-<h1 data-testid="storyTitle" class="pw-post-title">{e(post.title)}</h1>
-<h2 class="pw-subtitle-paragraph">{e(post.subtitle)}</h2>
-<div class="pw-author"><a data-testid="authorName" href="{profile}">{e(AUTHOR_NAME)}</a> <button>Follow</button>
-<span data-testid="storyReadTime">{minutes} min read</span> ·
-<span data-testid="storyPublishDate">{_long_date(post.published)}</span></div>
-<div class="pw-engagement"><span class="pw-multi-vote-count">{len(post.body) % 900}</span>
-<button aria-label="responses">{len(post.tags)}</button> <button>Listen</button> <button>Share</button></div>
-{_markdown.render(post.body)}
-</div></section></div></article>
-<div class="pw-tags">{tags}</div>
-<div class="pw-responses"><h2>Responses ({len(post.tags)})</h2><p>What are your thoughts?</p></div>
-<div class="pw-recirc"><h2>More from {e(AUTHOR_NAME)}</h2><ul>{more}</ul><h2>{e(MEDIUM_RECOMMENDED)}</h2>
-<ul><li><a href="/medium/@someone-else/lists">Staff picks</a></li></ul></div>
-</div>
-<div class="sign-up-overlay"><p>{e(MEDIUM_SIGNUP)}</p></div>
-</div></div></body>"""
-    head = _head(f"{post.title} | by {AUTHOR_NAME} | Medium", url, post.subtitle, "article", extra)
-    return _html(head, body)
 
 
 def medium_profile_page(base: str, posts: list[Post]) -> str:
     profile = f"/medium/{MEDIUM_HANDLE}"
-    items = "".join(
-        f'<article><h2><a href="{profile}/{_medium_slug(p)}">{e(p.title)}</a></h2><h3>{e(p.subtitle)}</h3></article>'
-        for p in posts
+    return render(
+        "medium_profile.html",
+        base=base,
+        url=f"{base}{profile}",
+        title=f"{AUTHOR_NAME} – Medium",
+        description=SIDEBAR_BIO,
+        og_type="profile",
+        stories=[(p, f"{profile}/{_medium_slug(p)}") for p in posts],
     )
-    extra = (
-        '<meta property="og:site_name" content="Medium">\n'
-        f'<link rel="alternate" type="application/rss+xml" href="{base}/medium/feed/{MEDIUM_HANDLE}.xml">'
-    )
-    head = _head(f"{AUTHOR_NAME} – Medium", f"{base}{profile}", SIDEBAR_BIO, "profile", extra)
-    body = f'<body><div class="metabar">Medium</div><main><h1>{e(AUTHOR_NAME)}</h1>{items}</main></body>'
-    return _html(head, body)
 
 
 def _blocks(markdown: str) -> list[str]:
@@ -367,102 +314,49 @@ def _blocks(markdown: str) -> list[str]:
 
 
 def substack_post_page(base: str, post: Post) -> str:
-    url = f"{base}/substack/p/{post.slug}"
     blocks = _blocks(post.body)
     half = len(blocks) // 2
-    first, second = "\n\n".join(blocks[:half]), "\n\n".join(blocks[half:])
-    extra = (
-        '<meta name="generator" content="Substack">\n'
-        f'<meta property="og:site_name" content="{e(SUBSTACK_NAME)}">\n'
-        f'<meta property="article:published_time" content="{_iso(post.published)}">\n'
-        f'<link rel="alternate" type="application/rss+xml" href="{base}/substack/feed.xml">\n'
-        + _ld("NewsArticle", post, url, AUTHOR_NAME)
+    return render(
+        "substack_post.html",
+        base=base,
+        url=f"{base}/substack/p/{post.slug}",
+        title=f"{post.title} - by {AUTHOR_NAME} - {SUBSTACK_NAME}",
+        description=post.subtitle,
+        og_type="article",
+        post=post,
+        first_half="\n\n".join(blocks[:half]),
+        second_half="\n\n".join(blocks[half:]),
     )
-    body = f"""<body><div id="entry">
-<div class="main-menu"><div class="topbar-content"><a href="/substack/">{e(SUBSTACK_NAME)}</a>
-<button>Subscribe</button> <button>Sign in</button></div></div>
-<div class="container"><div class="single-post-container"><div class="single-post">
-<article class="typography newsletter-post post">
-<div class="post-header"><h1 class="post-title published">{e(post.title)}</h1>
-<h3 class="subtitle">{e(post.subtitle)}</h3>
-<div class="post-meta"><a href="/substack/">{e(AUTHOR_NAME)}</a> · {post.published.strftime("%b %d, %Y")} ·
-<span class="like-count">{len(post.body) % 90}</span> likes ·
-<a href="#discussion">{len(post.tags)} comments</a> · <a>Share</a></div></div>
-<div class="available-content"><div class="body markup" dir="auto">
-{_markdown.render(first)}
-<div class="subscription-widget-wrap"><div class="subscription-widget"><p class="cta-caption">{e(SUBSTACK_CTA)}</p>
-<form action="/substack/api/v1/free"><input type="email" placeholder="Type your email...">
-<input type="submit" value="Subscribe"></form></div></div>
-{_markdown.render(second)}
-<p class="button-wrapper"><a class="button primary" href="{url}?utm_source=share"><span>Share</span></a></p>
-</div></div>
-<div class="post-footer"><button>Like</button> <button>Comment</button> <button>Restack</button></div>
-</article></div>
-<div id="discussion"><h4>Discussion about this post</h4><p>Comments are for paid subscribers.</p></div>
-</div></div>
-<div class="footer-wrap"><p>© 2026 {e(AUTHOR_NAME)} · Privacy · Terms · Collection notice</p>
-<p>{e(SUBSTACK_FOOTER)}</p></div>
-</div></body>"""
-    head = _head(f"{post.title} - by {AUTHOR_NAME} - {SUBSTACK_NAME}", url, post.subtitle, "article", extra)
-    return _html(head, body)
 
 
 def substack_home_page(base: str, posts: list[Post]) -> str:
-    items = "".join(
-        f'<div class="post-preview"><a href="/substack/p/{p.slug}">{e(p.title)}</a><p>{e(p.subtitle)}</p></div>'
-        for p in posts
-    )
-    extra = (
-        '<meta name="generator" content="Substack">\n'
-        f'<link rel="alternate" type="application/rss+xml" href="{base}/substack/feed.xml">'
-    )
-    head = _head(SUBSTACK_NAME, f"{base}/substack/", SUBSTACK_CTA, "website", extra)
-    body = (
-        f'<body><div class="main-menu">{e(SUBSTACK_NAME)}</div><main>{items}</main>'
-        f'<div class="footer-wrap">{e(SUBSTACK_FOOTER)}</div></body>'
-    )
-    return _html(head, body)
+    return render(
+        "substack_home.html", base=base, url=f"{base}/substack/", title=SUBSTACK_NAME, description=SUBSTACK_CTA,
+        og_type="website", posts=posts,
+    )  # fmt: skip
 
 
 def juno_post_page(base: str, post: Post) -> str:
     url = f"{base}/juno/{post.slug}/"
-    extra = f'<meta property="article:published_time" content="{_iso(post.published)}">\n' + _ld(
-        "BlogPosting", post, url, JUNO_NAME
+    return render("juno_post.html", url=url, title=post.title, description=post.subtitle, og_type="article", post=post)
+
+
+def juno_index_page(base: str, posts: list[Post]) -> str:
+    return render(
+        "juno_index.html", url=f"{base}/juno/", title=JUNO_SITE, description=JUNO_SITE, og_type="website", posts=posts
     )
-    body = f"""<body><header><a href="/juno/">{e(JUNO_SITE)}</a></header>
-<main><article><h1>{e(post.title)}</h1><p class="subtitle">{e(post.subtitle)}</p>
-{_markdown.render(post.body)}</article></main>
-<footer><p>Grown and written by {e(JUNO_NAME)}.</p></footer></body>"""
-    return _html(_head(post.title, url, post.subtitle, "article", extra), body)
 
 
 def rss_feed(title: str, site_url: str, items: list[tuple[Post, str]]) -> str:
-    entries = "\n".join(
-        f"<item><title>{e(p.title)}</title><link>{e(link)}</link><guid>{e(link)}</guid>"
-        f"<pubDate>{format_datetime(datetime.combine(p.published, time(8, 0), tzinfo=UTC))}</pubDate>"
-        f"<description>{e(p.subtitle)}</description></item>"
-        for p, link in items
-    )
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>\n<rss version="2.0"><channel>'
-        f"<title>{e(title)}</title><link>{e(site_url)}</link><description>{e(title)}</description>\n"
-        f"{entries}\n</channel></rss>\n"
-    )
+    return render("feed.xml", title=title, site_url=site_url, items=items)
 
 
 def sitemap(urls: list[tuple[str, date | None]]) -> str:
-    entries = "\n".join(
-        f"<url><loc>{e(url)}</loc>" + (f"<lastmod>{day.isoformat()}</lastmod>" if day else "") + "</url>"
-        for url, day in urls
-    )
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">\n{entries}\n</urlset>\n'
-    )
+    return render("sitemap.xml", urls=urls)
 
 
 def robots_txt(base: str) -> str:
-    return f"User-agent: *\nDisallow: /drafts/\n\nSitemap: {base}/sitemap.xml\n"
+    return render("robots.txt", base=base)
 
 
 # --- site builders -------------------------------------------------------------------------------
@@ -470,8 +364,8 @@ def robots_txt(base: str) -> str:
 
 def read_about(content: Path) -> tuple[str, str]:
     """(title, Markdown body) of the About page."""
-    _, header, body = (content / "about.md").read_text(encoding="utf-8").split("---\n", 2)
-    return yaml.safe_load(header)["title"], body.strip()
+    page = frontmatter.load(content / "about.md")
+    return str(page["title"]), page.content.strip()
 
 
 def build_blog(out: Path, base: str, posts: list[Post], posts_per_page: int, about: tuple[str, str]) -> list[str]:
@@ -530,10 +424,7 @@ def build_site(out: Path, base: str, content: Path, repo: Path | None, posts_per
     _write(out / "substack" / "feed.xml", rss_feed(SUBSTACK_NAME, base + "/substack/", substack_items))
 
     juno = read_posts(content / "other_author")
-    juno_index = _head(JUNO_SITE, f"{base}/juno/", JUNO_SITE, "website")
-    _write(
-        _page_file(out, "/juno/"), _html(juno_index, f"<body><h1>{e(JUNO_SITE)}</h1>{_listing(juno, '/juno/')}</body>")
-    )
+    _write(_page_file(out, "/juno/"), juno_index_page(base, juno))
     for post in juno:
         _write(_page_file(out, f"/juno/{post.slug}/"), juno_post_page(base, post))
     juno_items = [(p, f"{base}/juno/{p.slug}/") for p in juno]
@@ -625,7 +516,7 @@ def serve_demo_site(
     on_ready: Callable[[str, Path], None] | None = None,
 ) -> None:
     """Build the demo site (or an N-post synthetic one) under ``state`` and serve it until Ctrl-C."""
-    from twin_ops.collect.site_server import SiteServer
+    from twin_ops.demo.server import SiteServer
 
     out = state / "demo_site" / ("public" if synthetic_pages is None else f"synthetic-{synthetic_pages}")
     server = SiteServer(out, port=port)  # bound first: the site is built for its real address

@@ -8,7 +8,7 @@ import time
 import pytest
 import requests
 
-from twin_ops.collect.site_server import SiteServer
+from twin_ops.demo.server import SiteServer
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import subprocess
 
 from lxml import etree
 
-from tests.collect_support import POSTS_PER_PAGE, ROOT
-from twin_ops.collect.demo_site import (
+from tests.support.collect import POSTS_PER_PAGE, ROOT
+from twin_ops.demo.site import (
     CONTENT_DIR,
     DRAFT_SENTINEL,
     REPO_DIR,

@@ -40,6 +40,18 @@ class LoggedRequest:
     user_agent: str | None
 
 
+def _content_type(path: Path) -> str:
+    """By extension; a file without one is HTML when it starts like HTML (``/news/2024/05/story``)."""
+    known = CONTENT_TYPES.get(path.suffix) or mimetypes.guess_type(path.name)[0]
+    if known:
+        return known
+    if not path.suffix:
+        with path.open("rb") as file:
+            if file.read(64).lstrip().lower().startswith((b"<!doctype html", b"<html")):
+                return CONTENT_TYPES[".html"]
+    return "application/octet-stream"
+
+
 def _etag(path: Path, cache: dict[tuple[Path, int, int], str]) -> str:
     stat = path.stat()
     key = (path, stat.st_mtime_ns, stat.st_size)
@@ -106,9 +118,7 @@ class _Handler(BaseHTTPRequestHandler):
             "ETag": etag,
             "Last-Modified": formatdate(mtime, usegmt=True),
             "Cache-Control": "max-age=0, must-revalidate",
-            "Content-Type": CONTENT_TYPES.get(target.suffix)
-            or mimetypes.guess_type(target.name)[0]
-            or "application/octet-stream",
+            "Content-Type": _content_type(target),
         }
         if self._not_modified(etag, mtime):
             self._reply(HTTPStatus.NOT_MODIFIED, {k: v for k, v in headers.items() if k != "Content-Type"})

@@ -15,11 +15,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from twin_ops.collect.demo_site import CONTENT_DIR, REPO_DIR, build_site
-from twin_ops.collect.site_server import LoggedRequest, SiteServer
-from twin_ops.domain import QuarantinedItem, RawDocument, read_jsonl
+from twin_ops.collect.store import QUARANTINE_FILE, SKIPPED_FILE, platform_files
+from twin_ops.demo.server import LoggedRequest, SiteServer
+from twin_ops.demo.site import CONTENT_DIR, REPO_DIR, build_site
+from twin_ops.domain import QuarantinedItem, RawDocument, SkippedItem, read_jsonl
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 POSTS_PER_PAGE = 10
 
@@ -48,20 +49,19 @@ def store(work: Path, author: str) -> Path:
 
 def documents(work: Path, author: str) -> dict[str, list[RawDocument]]:
     """The crawl store's documents by platform file stem."""
-    folder = store(work, author)
-    return {
-        path.stem: read_jsonl(path, RawDocument)
-        for path in sorted(folder.glob("*.jsonl"))
-        if path.name != "quarantine.jsonl"
-    }
+    return {path.stem: read_jsonl(path, RawDocument) for path in platform_files(store(work, author))}
 
 
 def quarantine(work: Path, author: str) -> list[QuarantinedItem]:
-    return read_jsonl(store(work, author) / "quarantine.jsonl", QuarantinedItem)
+    return read_jsonl(store(work, author) / QUARANTINE_FILE, QuarantinedItem)
+
+
+def skipped(work: Path, author: str) -> list[SkippedItem]:
+    return read_jsonl(store(work, author) / SKIPPED_FILE, SkippedItem)
 
 
 def summary(result: subprocess.CompletedProcess[str]) -> dict[str, int]:
-    """The numbers of the CLI's one-line summary, by label."""
+    """The numbers of the CLI's one-line summary, by label ("fetched", "kept", "new", "quarantined", ...)."""
     line = next(line for line in result.stdout.splitlines() if line.startswith("crawl "))
     return {label: int(n) for n, label in re.findall(r"(\d+) ([a-z]+(?: [a-z]+)?)", line)}
 
@@ -70,6 +70,20 @@ def serve_demo_site(folder: Path, content: Path = ROOT / CONTENT_DIR, repo: Path
     """Build the demo site for a free port and serve it from a thread (caller stops it)."""
     server = SiteServer(folder)
     build_site(folder, server.url, content, repo, POSTS_PER_PAGE)
+    return server.start()
+
+
+BLOG_ENGINES = ROOT / "include" / "blog_engines"
+SITE_PLACEHOLDER = "__SITE__"
+
+
+def serve_blog_engines(folder: Path) -> SiteServer:
+    """The blog-engine fixture site (``include/blog_engines/site``) on a free port, from a thread."""
+    server = SiteServer(folder)
+    shutil.copytree(BLOG_ENGINES / "site", folder, dirs_exist_ok=True)
+    for path in folder.rglob("*"):
+        if path.is_file():
+            path.write_text(path.read_text(encoding="utf-8").replace(SITE_PLACEHOLDER, server.url), encoding="utf-8")
     return server.start()
 
 
