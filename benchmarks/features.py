@@ -23,8 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.demo_content import read_post, wren_posts  # noqa: E402
 from twin_ops.config import load_params, resolve_paths  # noqa: E402
+from twin_ops.demo.content import read_post, wren_posts  # noqa: E402
 from twin_ops.domain import DocumentKind, Platform, RawDocument, sha256_text, write_jsonl  # noqa: E402
 from twin_ops.features import index  # noqa: E402
 from twin_ops.features.embed import Embedder  # noqa: E402

@@ -17,9 +17,9 @@ for the whole run (idle, each costs next to nothing) and each concurrency level 
 then the other, so a change in the machine's background load hits both alike.
 Target: ray >= 2x baseline requests/s at concurrency 32, with p95 no worse.
 
+Serves training.base_model (SmolLM2-135M offline): an empty registry serves the base model.
 Uses the Weaviate server of `twin-ops services up` (starts one for the run if none is up). Run:
-    .venv/bin/python benchmarks/serve.py                 # tiny random model: serving mechanics
-    .venv/bin/python benchmarks/serve.py --model base    # SmolLM2-135M (training.base_model)
+    .venv/bin/python benchmarks/serve.py
 """
 
 from __future__ import annotations
@@ -42,18 +42,12 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+import socket  # noqa: E402
+
 import httpx  # noqa: E402
 
-from tests.demo_content import wren_posts  # noqa: E402
-from tests.integration.test_serving_app import (  # noqa: E402
-    drop_aliases,
-    ensure_weaviate,
-    free_port,
-    index_demo_authors,
-    signature,
-    tiny_registry,
-)
 from twin_ops.config import load_params, resolve_paths  # noqa: E402
+from twin_ops.demo.content import drop_index, index_demo_authors, read_post, wren_posts  # noqa: E402
 
 CONCURRENCY = (1, 8, 32)
 
@@ -77,7 +71,7 @@ class Result:
 
 
 async def measure(url: str, concurrency: int, requests: int, max_tokens: int, temperature: float | None) -> Result:
-    lines = [signature(post)[1] for post in wren_posts()]
+    lines = [read_post(post)[0]["signature"] for post in wren_posts()]
     queue = list(range(requests))
     latencies: list[float] = []
     failed = 0
@@ -146,9 +140,24 @@ def baseline_server(port: int, overrides: dict, models_dir: str) -> None:
     uvicorn.run(create_api(backend, params), host="127.0.0.1", port=port, workers=1, log_level="warning")
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def ensure_weaviate(params, paths) -> bool:
+    """Weaviate for the replicas; True when this run started it (and stops it after)."""
+    from twin_ops.services import weaviate as weaviate_service
+
+    if weaviate_service.is_running(params):
+        return False
+    weaviate_service.start_server(params, paths, log=lambda line: None)
+    return True
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", choices=["tiny", "base"], default="tiny")
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--temperature", type=float, help="default: serving.generation.default_temperature")
     parser.add_argument("--requests-per-client", type=int, default=4, help="requests = this x concurrency")
@@ -170,7 +179,7 @@ def main() -> None:
     started_weaviate = ensure_weaviate(params, paths)
     print(f"indexing the demo authors into {params.features.chunks_alias} ...")
     index_demo_authors(params, paths, work)
-    models_dir = tiny_registry(params, paths, work) if args.model == "tiny" else work / "models"  # empty → base
+    models_dir = work / "models"  # an empty registry: the base model is served
     try:
         port = free_port()
         spec = json.dumps({"port": port, "overrides": overrides, "models_dir": str(models_dir)})
@@ -194,7 +203,7 @@ def main() -> None:
             server.wait(30)
             ops.stop_local()
     finally:
-        drop_aliases(params)
+        drop_index(params)
         if started_weaviate:
             from twin_ops.services.weaviate import stop_server
 
@@ -203,7 +212,9 @@ def main() -> None:
     print()
     temperature = params.serving.generation.default_temperature if args.temperature is None else args.temperature
     cpus = os.cpu_count()
-    print(f"model: {args.model}, {args.max_tokens} new tokens per request, temperature {temperature}, {cpus} CPUs")
+    print(
+        f"model: {params.training.base_model}, {args.max_tokens} new tokens per request, temperature {temperature}, {cpus} CPUs"
+    )
     header = f"{'c':>3} | {'ray req/s':>9} {'p50 s':>7} {'p95 s':>7} | {'base req/s':>10} {'p50 s':>7} {'p95 s':>7} |"
     print(header + f" {'throughput x':>12} {'p95 ratio':>9}")
     print("-" * (len(header) + 23))

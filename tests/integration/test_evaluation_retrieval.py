@@ -3,43 +3,24 @@ never in the context (no leakage), and prompts carry the serving template with n
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
-from tests.demo_content import raw_document, wren_posts
 from twin_ops.config import Settings
-from twin_ops.domain import write_jsonl
+from twin_ops.demo.content import WREN
 from twin_ops.evaluation import grounding
 from twin_ops.evaluation.samples import Sample
-from twin_ops.features import index
 from twin_ops.features.embed import Embedder
-from twin_ops.features.pipeline import run_features
-from twin_ops.services.weaviate import connect
-
-WREN = "wren-halvorsen"
 
 
 @pytest.fixture
-def indexed(tmp_path, params, paths):
-    """Five of Wren's posts in aliases of their own (deleted afterwards)."""
-    suffix = uuid.uuid4().hex[:8].capitalize()
-    features = params.features.model_copy(
-        update={"documents_alias": f"EvalDocs{suffix}", "chunks_alias": f"EvalChunks{suffix}"}
-    )
-    own = params.model_copy(update={"features": features})
-    own_paths = paths.model_copy(update={"data": tmp_path / "data", "reports": tmp_path / "reports"})
-    documents = [raw_document(post, WREN) for post in wren_posts()[:5]]
-    write_jsonl(own_paths.data / "raw" / WREN / "blog.jsonl", documents)
+def indexed(params, paths, demo_index):
+    """The run's demo index (both demo authors): params naming its aliases, Wren's documents."""
+    from twin_ops.config import load_params
+
+    overrides, documents = demo_index
+    own = load_params(paths.root / "params.yaml", overrides)
     embedder = Embedder(params.features.embedding_model, "cpu", params.features.embedding_batch_size)
-    with connect(own) as client:
-        run_features(WREN, own, own_paths, client=client, embedder=embedder)
-        yield own, documents, embedder
-        for alias in (features.documents_alias, features.chunks_alias):
-            target = index.alias_target(client, alias)
-            client.alias.delete(alias_name=alias)
-            if target:
-                client.collections.delete(target)
+    return own, documents[WREN], embedder
 
 
 def test_context_comes_from_other_documents_of_the_author(indexed, base_model_dir):

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from tests.demo_content import juno_posts, raw_document, read_post, wren_posts
+from twin_ops.demo.content import juno_posts, raw_document, read_post, wren_posts
 from twin_ops.domain import write_jsonl
 from twin_ops.features import index
 from twin_ops.features.embed import Embedder

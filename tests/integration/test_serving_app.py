@@ -22,102 +22,50 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.demo_content import juno_posts, raw_document, read_post, wren_posts
-from twin_ops.config import Params, Paths
-from twin_ops.domain import write_jsonl
+from tests.support.services import free_port
+from twin_ops.config import Params
+from twin_ops.demo.content import juno_posts, read_post, wren_posts
 
 WREN, JUNO = "wren-halvorsen", "juno-marsh"
 API_KEY = "test-key-" + uuid.uuid4().hex[:8]
 MAX_TOKENS = 8
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def ensure_weaviate(params: Params, paths: Paths) -> bool:
-    """A Weaviate server the replicas can reach; True when this call started it (stop it after).
-
-    services.weaviate.connect() would start an embedded server owned by the connecting process,
-    which dies with its client: the Ray replicas, other processes, need a server of their own.
-    """
-    from twin_ops.config import Settings
-    from twin_ops.services import weaviate as weaviate_service
-
-    if Settings().weaviate_url or weaviate_service.is_running(params):
-        return False
-    weaviate_service.start_server(params, paths, log=lambda line: None)
-    return True
-
-
-def index_demo_authors(params: Params, paths: Paths, data_dir: Path) -> None:
-    """Both demo authors' posts into params' aliases (the feature stage, as in production)."""
-    from twin_ops.features.embed import Embedder
-    from twin_ops.features.pipeline import run_features
-    from twin_ops.services.weaviate import connect
-
-    own_paths = paths.model_copy(update={"data": data_dir / "data", "reports": data_dir / "reports"})
-    embedder = Embedder(params.features.embedding_model, "cpu", params.features.embedding_batch_size)
-    with connect(params) as client:
-        for author, posts in ((WREN, wren_posts()), (JUNO, juno_posts())):
-            write_jsonl(own_paths.data / "raw" / author / "blog.jsonl", [raw_document(post, author) for post in posts])
-            run_features(author, params, own_paths, client=client, embedder=embedder)
-
-
-def drop_aliases(params: Params) -> None:
-    from twin_ops.features import index
-    from twin_ops.services.weaviate import connect
-
-    with connect(params) as client:
-        for alias in (params.features.documents_alias, params.features.chunks_alias):
-            target = index.alias_target(client, alias)
-            client.alias.delete(alias_name=alias)
-            if target:
-                client.collections.delete(target)
-
-
-def tiny_registry(params: Params, paths: Paths, folder: Path) -> Path:
-    """A registry whose production model is a tiny Llama (v1); v2 (another seed) is registered too."""
+def tiny_registry(params: Params, tiny_model: Path, folder: Path) -> Path:
+    """A registry whose production model is the run's tiny Llama (v1); v2 (another seed) is registered too."""
     from tests.support.tiny import build_tiny_model
-    from twin_ops.llm import resolve_model
     from twin_ops.registry.store import Registry
 
-    tokenizer = resolve_model(params.training.base_model, paths.cache)
     registry = Registry(folder / "models")
-    for seed in (0, 1):
-        merged = build_tiny_model(folder / f"tiny-{seed}", tokenizer, seed=seed)
-        registry.register(params.serving.model_name, tokenizer, merged_path=merged)
-        if seed == 0:
-            registry.promote(params.serving.model_name, 1)
+    name = params.serving.model_name
+    registry.register(name, params.training.base_model, merged_path=tiny_model)
+    registry.promote(name, 1)
+    other = build_tiny_model(folder / "tiny-1", str(tiny_model), seed=1)
+    registry.register(name, params.training.base_model, merged_path=other)
     return registry.root
 
 
 @pytest.fixture(scope="module")
-def app(params, paths):
-    """The app running on a free loopback port; yields (url, params as the replicas see them)."""
+def app(params, paths, demo_index, tiny_model):
+    """The app running on a free loopback port over the run's demo index; yields (url, params as the
+    replicas see them, the registry folder)."""
     from twin_ops.config import load_params
     from twin_ops.serving import ops
 
-    suffix = uuid.uuid4().hex[:8].capitalize()
+    index_overrides, _ = demo_index
     overrides = {
-        "features": {"documents_alias": f"ServeDocs{suffix}", "chunks_alias": f"ServeChunks{suffix}"},
+        **index_overrides,
         # expose_prompt_ids: the prompt-identity test reads the served token ids (off in production).
         "serving": {"generation": {"default_max_tokens": MAX_TOKENS, "expose_prompt_ids": True}},
     }
     served = load_params(paths.root / "params.yaml", overrides)
-    work = Path(tempfile.mkdtemp(prefix="twin-serving-"))
-    started_weaviate = ensure_weaviate(served, paths)
-    index_demo_authors(served, paths, work)
-    models = tiny_registry(served, paths, work)
+    models = tiny_registry(served, tiny_model, Path(tempfile.mkdtemp(prefix="twin-serving-")))
     os.environ["TWIN_OPS_API_KEY"] = API_KEY  # read by the Ingress replica at start-up
-    port = free_port()
     try:
         url = ops.start_local(
             served,
             paths,
-            port=port,
+            port=free_port(),
             app_args={"overrides": overrides, "models_dir": str(models)},
             single_replica=True,
             log=lambda line: None,
@@ -126,11 +74,6 @@ def app(params, paths):
     finally:
         ops.stop_local()
         os.environ.pop("TWIN_OPS_API_KEY", None)
-        drop_aliases(served)
-        if started_weaviate:
-            from twin_ops.services.weaviate import stop_server
-
-            stop_server(served, paths, log=lambda line: None)
 
 
 @pytest.fixture(scope="module")

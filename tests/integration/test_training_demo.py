@@ -17,8 +17,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from tests.demo_content import raw_document, wren_posts
 from twin_ops.config import Settings, load_params, resolve_paths
+from twin_ops.demo.content import raw_document, wren_posts
 from twin_ops.domain import write_jsonl
 from twin_ops.features.clean import Cleaner
 from twin_ops.quality.frames import dataset_location

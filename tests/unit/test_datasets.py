@@ -12,12 +12,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.demo_content import raw_document, wren_posts
 from twin_ops.config import Paths, load_params
 from twin_ops.datasets.build import assign_splits, build_datasets, dedupe_passages
 from twin_ops.datasets.formats import load_stage_data, split_files
 from twin_ops.datasets.instructions import copy_share, rejection_reason, template_instruction, tidy
 from twin_ops.datasets.passages import Passage, split_passages
+from twin_ops.demo.content import raw_document, wren_posts
 from twin_ops.domain import CleanedDocument, DocumentKind, Platform
 from twin_ops.features.clean import Cleaner
 from twin_ops.quality.validate import ValidationFailed

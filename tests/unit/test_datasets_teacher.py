@@ -107,8 +107,8 @@ def test_no_endpoint_is_a_clear_error(tmp_path):
 
 
 def test_dataset_stage_uses_the_teacher(endpoint, tmp_path, params):
-    from tests.demo_content import raw_document, wren_posts
     from twin_ops.datasets.build import build_datasets
+    from twin_ops.demo.content import raw_document, wren_posts
     from twin_ops.features.clean import Cleaner
 
     overrides = {"datasets": {"instruction_source": "teacher", "max_passages_per_document": 1}}

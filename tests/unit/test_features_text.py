@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.demo_content import raw_document, wren_posts
+from twin_ops.demo.content import raw_document, wren_posts
 from twin_ops.domain import DocumentKind, Platform, RawDocument, sha256_text
 from twin_ops.features.chunk import Chunker, code_units, paragraphs
 from twin_ops.features.clean import Cleaner
