@@ -212,9 +212,8 @@ def main() -> None:
     print()
     temperature = params.serving.generation.default_temperature if args.temperature is None else args.temperature
     cpus = os.cpu_count()
-    print(
-        f"model: {params.training.base_model}, {args.max_tokens} new tokens per request, temperature {temperature}, {cpus} CPUs"
-    )
+    model = params.training.base_model
+    print(f"model: {model}, {args.max_tokens} new tokens per request, temperature {temperature}, {cpus} CPUs")
     header = f"{'c':>3} | {'ray req/s':>9} {'p50 s':>7} {'p95 s':>7} | {'base req/s':>10} {'p50 s':>7} {'p95 s':>7} |"
     print(header + f" {'throughput x':>12} {'p95 ratio':>9}")
     print("-" * (len(header) + 23))
