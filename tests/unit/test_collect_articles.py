@@ -98,3 +98,17 @@ def test_related_posts_asides_and_comments_do_not_make_a_post_a_listing():
 def test_thresholds_come_from_the_rules():
     main = f"<article><h1>T</h1>{DATED}{BODY}</article>"
     assert not analyse_page(page(main), "https://b.test/x/", Platform.BLOG, rules=ArticleRules(min_chars=10_000)).keep
+
+
+def test_links_to_media_and_files_are_not_followed_by_scrapys_own_list():
+    from scrapy.linkextractors import IGNORED_EXTENSIONS as SCRAPY
+
+    from twin_ops.collect.articles import IGNORED_EXTENSIONS
+
+    assert set(SCRAPY) == IGNORED_EXTENSIONS
+    html = page("<a href='/a.pdf'>pdf</a> <a href='/b.JPG'>img</a> <a href='/post/'>post</a> <a href='#top'>top</a>")
+    assert analyse_page(html, "https://b.test/x/", Platform.BLOG).links == (
+        "https://b.test/",
+        "https://b.test/post/",
+        "https://b.test/x/",
+    )

@@ -38,7 +38,6 @@ from urllib.parse import urldefrag, urljoin, urlsplit
 
 from htmldate import find_date
 from lxml import etree
-from scrapy.linkextractors import IGNORED_EXTENSIONS  # media, archives, office files
 
 from twin_ops.collect.extract import Article, canonical_url_of, declares_article, extract_from_tree, parse_html
 from twin_ops.domain import Platform, SkipReason
@@ -57,6 +56,22 @@ HEADINGS = "h1 or self::h2 or self::h3 or self::h4 or self::h5 or self::h6"
 TEASER_XPATH = f"//*[self::{HEADINGS}]//a[@href] | //a[@href][.//*[self::{HEADINGS}]]"
 # Page regions whose heading links are navigation or recirculation, not the page's own content.
 CHROME = re.compile(r"(^|[\s_-])(sidebar|widget|related|recirc|read-more|more-from|menu|nav|comment)", re.IGNORECASE)
+
+
+# Links never followed: media, archives, office files, scripts. Scrapy's own list
+# (scrapy.linkextractors.IGNORED_EXTENSIONS, a unit test keeps them equal), copied because importing
+# scrapy.linkextractors costs an analysis worker seconds of start-up for one constant.
+IGNORED_EXTENSIONS = frozenset(
+    [
+        "7z", "7zip", "bz2", "rar", "tar", "tar.gz", "xz", "zip", "mng", "pct", "bmp", "gif", "jpg", "jpeg", "png",
+        "pst", "psp", "tif", "tiff", "ai", "drw", "dxf", "eps", "ps", "svg", "cdr", "ico", "webp", "mp3", "wma",
+        "ogg", "wav", "ra", "aac", "mid", "au", "aiff", "3gp", "asf", "asx", "avi", "mov", "mp4", "mpg", "qt",
+        "rm", "swf", "wmv", "m4a", "m4v", "flv", "webm", "xls", "xlsm", "xlsx", "xltm", "xltx", "potm", "potx",
+        "ppt", "pptm", "pptx", "pps", "doc", "docb", "docm", "docx", "dotm", "dotx", "odt", "ods", "odg", "odp",
+        "css", "pdf", "exe", "bin", "rss", "dmg", "iso", "apk", "jar", "sh", "rb", "js", "hta", "bat", "cpl", "msi",
+        "msp", "py",
+    ]
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
