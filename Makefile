@@ -83,10 +83,10 @@ demo: airflow-db
 # for triggering runs by hand; run `twin-ops serve` beside it for promotion to reach a twin API.
 airflow: airflow-db
 	eval "$$($(BIN)/twin-ops services airflow-env)"; \
-	export AIRFLOW__CORE__PARALLELISM=$$(nproc) AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES=1; \
+	export AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES=1; \
 	$(BIN)/twin-ops services up; \
 	echo "Airflow UI: http://localhost:8080 - user admin, password in $$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"; \
-	exec $(BIN)/airflow standalone
+	exec $(BIN)/twin-ops services airflow --set airflow.parallelism=$$(nproc)  # Ctrl-C / SIGTERM stops all it started
 
 clean:
 	-$(BIN)/twin-ops services down
