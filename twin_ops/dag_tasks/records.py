@@ -71,8 +71,8 @@ class CandidateRegistered(_XCom):
 
 
 class EvaluationSummary(_XCom):
+    # Not the gate's line itself: the evaluation logs it once, and Airflow logs every task's return value.
     promote: bool
-    decision: str  # the gate's one line
     reasons: list[str]
     output_dir: str
     decision_file: str
