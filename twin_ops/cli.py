@@ -787,7 +787,7 @@ def data_versions_command(limit: int = 20) -> None:
 
     _, paths, _ = _load()
     table = Table("rev", "date", "subject", "dataset", "md5", "rows", title="data versions")
-    for version in data_versions(paths.root, limit):
+    for version in data_versions(paths, limit):
         for path, md5 in sorted(version.outputs.items()):
             report = _ROWS_REPORT.get(Path(path).parent.name)  # data/<stage>/<author> -> its validated rows
             file = paths.quality_report(report, Path(path).name).relative_to(paths.root) if report else None

@@ -73,9 +73,9 @@ def data_versions(paths: Paths, files: dict[str, Path], hashes: dict[str, str]) 
         "path": str(folder.relative_to(paths.root)) if folder.is_relative_to(paths.root) else str(folder),
         "sha256": hashes,
     }
-    if (paths.root / "dvc.lock").exists():
+    if paths.dvc_lock.exists():
         try:
-            versions["dvc"] = lineage_of(versions["path"], paths.root)
+            versions["dvc"] = lineage_of(versions["path"], paths)
         except LineageError:
             versions["dvc"] = None  # not (yet) a DVC output: the content hashes identify it
     return versions
