@@ -27,6 +27,10 @@ class RunSpec(_XCom):
     overrides: dict[str, Any] = Field(default_factory=dict)  # dotted params.yaml keys → values
 
 
+class Crawled(_XCom):
+    author: str
+
+
 class RawValidated(_XCom):
     author: str
     rows: int
