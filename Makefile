@@ -66,6 +66,7 @@ demo: airflow-db
 	curl -sf http://127.0.0.1:8000/health >/dev/null || { tail -n 40 .twin/logs/demo-serve.log; echo "demo: the twin API did not start"; exit 1; }; \
 	echo "demo: demo site on http://127.0.0.1:8765, twin API on http://127.0.0.1:8000"; \
 	eval "$$(twin-ops services airflow-env)"; \
+	export AIRFLOW__LOGGING__CALLSITE_PARAMETERS=""; \
 	for dag in twin_nightly_refresh twin_training; do \
 		if [ $$dag = twin_training ]; then conf="$$(cat include/demo/twin_training.json)"; else conf='{"authors": ["$(DEMO_AUTHOR)"]}'; fi; \
 		echo "demo: airflow dags test $$dag (log: .twin/logs/demo-$$dag.log)"; \
@@ -74,7 +75,8 @@ demo: airflow-db
 		grep -h "DagRun Finished" .twin/logs/demo-$$dag.log | grep -o "dag_id=[^,]*\|state=[a-z]*\|run_duration=[0-9.]*" | paste -sd' '; \
 		grep -q "DagRun Finished.*state=success" .twin/logs/demo-$$dag.log || { tail -n 80 .twin/logs/demo-$$dag.log; echo "demo: $$dag did not succeed"; exit 1; }; \
 	done; \
-	grep -h "gate: \|promote \|train sft\|train dpo\|datasets $(DEMO_AUTHOR)\|features $(DEMO_AUTHOR)" .twin/logs/demo-twin_*.log | sed 's/^.*\] //' | cut -c1-300 || true; \
+	grep -h "gate: \|promote \|train sft\|train dpo\|datasets $(DEMO_AUTHOR)\|features $(DEMO_AUTHOR)" .twin/logs/demo-twin_*.log \
+		| sed -E 's/^[^]]*\] +//; s/ \[[A-Za-z0-9_.]+\]( [a-z_]+=.*)?$$//' | cut -c1-300 || true; \
 	twin-ops query "$(DEMO_QUESTION)" --author $(DEMO_AUTHOR); \
 	twin-ops summary --author $(DEMO_AUTHOR); \
 	echo "demo: finished in $$(( $$(date +%s) - began ))s"
@@ -83,10 +85,10 @@ demo: airflow-db
 # for triggering runs by hand; run `twin-ops serve` beside it for promotion to reach a twin API.
 airflow: airflow-db
 	eval "$$($(BIN)/twin-ops services airflow-env)"; \
-	export AIRFLOW__CORE__PARALLELISM=$$(nproc) AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES=1; \
+	export AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES=1; \
 	$(BIN)/twin-ops services up; \
 	echo "Airflow UI: http://localhost:8080 - user admin, password in $$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"; \
-	exec $(BIN)/airflow standalone
+	exec $(BIN)/twin-ops services airflow --set airflow.parallelism=$$(nproc)  # Ctrl-C / SIGTERM stops all it started
 
 clean:
 	-$(BIN)/twin-ops services down

@@ -67,7 +67,7 @@ def twin_nightly_refresh():
             return result
 
         @task
-        def commit_raw(author: str) -> list[str]:
+        def commit_raw(author: str) -> dict:
             from twin_ops.dag_tasks import refresh
 
             return run_stage(refresh.commit_raw, author)

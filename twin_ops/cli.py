@@ -5,6 +5,7 @@ Each stage adds its subcommand when the stage exists; nothing here is a placehol
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shlex
 import sys
@@ -221,6 +222,82 @@ def services_airflow_init() -> None:
             raise TwinOpsError(f"airflow {' '.join(command[1:])} failed:\n{result.stderr[-3000:]}")
     slots = f"{pool.gpu_pool_slots} slot(s)"
     console.print(f"airflow: database at {paths.airflow_home} migrated; pool {pool.gpu_pool} = {slots}")
+
+
+@services_app.command("airflow")
+def services_airflow(
+    port: Annotated[int | None, typer.Option(help="The Airflow UI/API port (default: Airflow's 8080).")] = None,
+    overrides: SetOption = None,
+) -> None:
+    """Run `airflow standalone` for this project until Ctrl-C or SIGTERM, then stop every process it
+    started (api-server, scheduler, LocalExecutor workers, DAG processor, triggerer)."""
+    import os
+    import signal
+    import subprocess
+
+    from twin_ops.services.airflow_home import airflow_environment
+
+    params, paths, _ = _load(overrides)
+    env = {**os.environ, **airflow_environment(params, paths)}
+    if port is not None:
+        env["AIRFLOW__API__PORT"] = str(port)
+        env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"http://localhost:{port}/execution/"
+    bin_dir = Path(sys.executable).parent
+    env["PATH"] = os.pathsep.join([str(bin_dir), env.get("PATH", "")])  # standalone runs `airflow <part>`
+    command = [str(bin_dir / "airflow"), "standalone"]
+    # Its own session: a signal for twin-ops is not also delivered to Airflow's processes half-way,
+    # and every process Airflow starts can be found by its session id, even one re-parented to init.
+    standalone = subprocess.Popen(command, env=env, cwd=paths.root, start_new_session=True)
+    stopping: list[int] = []
+
+    def stop(signum: int, frame: object) -> None:
+        stopping.append(signum)
+        raise KeyboardInterrupt
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, stop)
+    try:
+        code = standalone.wait()
+    except KeyboardInterrupt:
+        code = 0
+    finally:
+        left = stop_session(standalone.pid)
+        logging.getLogger("twin_ops.services").info(
+            "airflow: stopped %d process(es) of standalone (pid %d)", left, standalone.pid
+        )
+    if code and not stopping:
+        raise TwinOpsError(f"airflow standalone exited with status {code}")
+
+
+def stop_session(leader: int, timeout_s: float = 30.0) -> int:
+    """Terminate a process, everything it started (its tree, and its session: workers re-parented
+    to init still carry the session id), wait, then kill what is left. Returns how many were stopped."""
+    import os
+
+    import psutil
+
+    found: dict[int, psutil.Process] = {}
+    try:
+        root = psutil.Process(leader)
+        found[leader] = root
+        found.update({child.pid: child for child in root.children(recursive=True)})
+    except psutil.NoSuchProcess:
+        pass
+    for process in psutil.process_iter():
+        try:
+            if process.pid != os.getpid() and os.getsid(process.pid) == leader:
+                found[process.pid] = process
+        except (OSError, psutil.Error):
+            continue
+    for process in found.values():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.terminate()
+    _, alive = psutil.wait_procs(list(found.values()), timeout=timeout_s)
+    for process in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    psutil.wait_procs(alive, timeout=5)
+    return len(found)
 
 
 @app.command("crawl")
@@ -710,7 +787,7 @@ def data_versions_command(limit: int = 20) -> None:
 
     _, paths, _ = _load()
     table = Table("rev", "date", "subject", "dataset", "md5", "rows", title="data versions")
-    for version in data_versions(paths.root, limit):
+    for version in data_versions(paths, limit):
         for path, md5 in sorted(version.outputs.items()):
             report = _ROWS_REPORT.get(Path(path).parent.name)  # data/<stage>/<author> -> its validated rows
             file = paths.quality_report(report, Path(path).name).relative_to(paths.root) if report else None

@@ -621,8 +621,13 @@ class Paths(BaseModel):
     def data_docs(self) -> Path:
         return self.gx_project / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
 
+    @property
+    def quality_reports(self) -> Path:
+        """One JSON report per validated dataset and author (DVC outputs: row counts per version)."""
+        return self.reports / "quality"
+
     def quality_report(self, dataset: str, author_id: str, *, failed: bool = False) -> Path:
-        return self.reports / "quality" / dataset / f"{author_id}{'.failed' if failed else ''}.json"
+        return self.quality_reports / dataset / f"{author_id}{'.failed' if failed else ''}.json"
 
     # --- models, registry, evaluation -------------------------------------------------------------
 

@@ -180,6 +180,10 @@ def project(tmp_path_factory, site, params, paths):
     # (guarded metrics are covered by the evaluation tests).
     raw["evaluation"]["guarded"] = {}
     raw["serving"]["port"] = free_port()
+    # The same Weaviate as this session (TWIN_OPS_PARAM__weaviate__* may move it): the overrides are
+    # dropped from the scratch project's environment below.
+    raw["weaviate"]["http_port"] = params.weaviate.http_port
+    raw["weaviate"]["grpc_port"] = params.weaviate.grpc_port
     (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     (repo / ".gitignore").write_text("/.twin/\n/reports/gx/\n__pycache__/\n/models/\n")
     from twin_ops.config import Settings, load_params, resolve_paths
@@ -394,9 +398,32 @@ def test_the_rest_api_triggers_training_with_a_params_conf(project, serving, sta
     assert links["extra_links"]["Model card / evaluation report"].startswith("file://"), links
 
 
-def test_twin_deploy_serves_a_chosen_version(project, serving):
+def test_twin_deploy_serves_a_chosen_version_then_rolls_back(project, serving):
+    from twin_ops.registry.store import Registry
+
     repo, env, _ = project
-    result = dag_test(repo, env, "twin_deploy", {"author": AUTHOR, "action": "deploy", "version": 1})
+    store = Registry(repo / "models")
+    before = registry(repo)["aliases"]["production"]
+    current = store.get(MODEL, before)
+    # A second version (the same weights, registered again by hand): deploying it must move production.
+    second = store.register(
+        MODEL,
+        current.base_model,
+        adapter_path=current.adapter_path,
+        merged_path=current.merged_path,
+        lineage={"copied_from": before},
+    )
+    assert second.version != before
+
+    result = dag_test(repo, env, "twin_deploy", {"author": AUTHOR, "action": "deploy", "version": second.version})
     assert run_state(result) == "success", task_states(result)
-    assert registry(repo)["aliases"]["production"] == 1
-    assert httpx.get(f"{serving}/health", timeout=30).json()["model_version"] == f"{MODEL}:v1"
+    aliases = registry(repo)["aliases"]
+    assert (aliases["production"], aliases["previous"]) == (second.version, before), aliases
+    assert httpx.get(f"{serving}/health", timeout=30).json()["model_version"] == f"{MODEL}:v{second.version}"
+
+    result = dag_test(repo, env, "twin_deploy", {"author": AUTHOR, "action": "rollback", "version": None})
+    assert run_state(result) == "success", task_states(result)
+    aliases = registry(repo)["aliases"]
+    assert (aliases["production"], aliases["previous"]) == (before, second.version), aliases
+    assert httpx.get(f"{serving}/health", timeout=30).json()["model_version"] == f"{MODEL}:v{before}"
+    assert registry(repo)["history"][-1]["reason"] == "rollback by twin_deploy"

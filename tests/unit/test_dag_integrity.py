@@ -29,13 +29,14 @@ import airflow.sdk  # what every DAG file needs anyway; not charged to the file
 from airflow.dag_processing.dagbag import DagBag
 heavy = sys.argv[2].split(",")
 already = {name for name in heavy if name in sys.modules}
-started = time.perf_counter()
+started, cpu_started = time.perf_counter(), time.process_time()
 bag = DagBag(dag_folder=sys.argv[1])
-seconds = time.perf_counter() - started
+seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
 print(json.dumps({
     "errors": {k: str(v) for k, v in bag.import_errors.items()},
     "dags": sorted(bag.dag_ids),
     "seconds": seconds,
+    "cpu_seconds": cpu_seconds,
     "heavy": sorted(name for name in heavy if name in sys.modules and name not in already),
 }))
 """
@@ -58,7 +59,7 @@ def test_there_are_dags():
     assert DAG_FILES, "dags/ holds no DAG files"
 
 
-TRIES = 3  # parse time on a busy machine is noisy: the best of a few fresh interpreters counts
+TRIES = 3  # parse time is noisy on a busy machine: the best of a few fresh interpreters counts
 
 
 @pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda p: p.name)
@@ -67,12 +68,15 @@ def test_dag_file_is_healthy(dag_file, params, paths):
     assert report["errors"] == {}, f"import errors: {report['errors']}"
     assert report["dags"], f"{dag_file.name} defines no DAG"
     assert report["heavy"] == [], f"{dag_file.name} imports {report['heavy']} at parse time"
+    # CPU seconds of the parse (what the DAG processor pays): on a busy shared machine the wall clock
+    # also counts the time other processes held the cores.
     limit = params.airflow.max_dag_parse_seconds
-    times = [report["seconds"]]
-    while min(times) >= limit and len(times) < TRIES:
-        times.append(inspect(dag_file, params, paths)["seconds"])
-    shown = ", ".join(f"{t:.2f}s" for t in times)
-    assert min(times) < limit, f"{dag_file.name} took {shown} to parse (best of {len(times)} > {limit}s)"
+    reports = [report]
+    while min(r["cpu_seconds"] for r in reports) >= limit and len(reports) < TRIES:
+        reports.append(inspect(dag_file, params, paths))
+    best = min(r["cpu_seconds"] for r in reports)
+    shown = ", ".join(f"{r['cpu_seconds']:.2f}s CPU ({r['seconds']:.2f}s wall)" for r in reports)
+    assert best < limit, f"{dag_file.name} took {shown} to parse (best of {len(reports)} > {limit}s)"
 
 
 def test_the_probe_catches_a_heavy_top_level_import(tmp_path, params, paths):

@@ -27,6 +27,10 @@ class RunSpec(_XCom):
     overrides: dict[str, Any] = Field(default_factory=dict)  # dotted params.yaml keys → values
 
 
+class Crawled(_XCom):
+    author: str
+
+
 class RawValidated(_XCom):
     author: str
     rows: int
@@ -71,8 +75,8 @@ class CandidateRegistered(_XCom):
 
 
 class EvaluationSummary(_XCom):
+    # Not the gate's line itself: the evaluation logs it once, and Airflow logs every task's return value.
     promote: bool
-    decision: str  # the gate's one line
     reasons: list[str]
     output_dir: str
     decision_file: str

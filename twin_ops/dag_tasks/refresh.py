@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from twin_ops.dag_tasks.common import StageFailed, dvc_commit, load, twin_ops_command
-from twin_ops.dag_tasks.records import FeaturesCommitted, FeaturesValidated, RawCommitted, RawValidated
+from twin_ops.dag_tasks.records import Crawled, FeaturesCommitted, FeaturesValidated, RawCommitted, RawValidated
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +24,10 @@ def authors(requested: list[str] | None) -> list[str]:
     return chosen
 
 
-def crawl(author_id: str) -> str:
+def crawl(author_id: str) -> Crawled:
     """Incremental crawl into the author's crawl store (as `twin-ops crawl`, in a child process)."""
     twin_ops_command("crawl", "--author", author_id)
-    return author_id
+    return Crawled(author=author_id)
 
 
 def validate_raw(author_id: str) -> RawValidated:

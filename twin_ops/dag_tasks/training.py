@@ -144,7 +144,6 @@ def evaluate(run: RunSpec, candidate: CandidateRegistered) -> EvaluationSummary:
     result = evaluate_models(run.author, params, paths, settings, candidate=candidate.version)
     return EvaluationSummary(
         promote=result.decision.promote,
-        decision=result.decision.line(),
         reasons=result.decision.reasons,
         output_dir=str(result.output_dir),
         decision_file=str(paths.gate_decision(run.author)),

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from twin_ops.config import Paths
 from twin_ops.errors import TwinOpsError
 
 
@@ -96,7 +97,7 @@ def _attach_upstream(record: StageRecord, lock: dict[str, dict[str, Any]], seen:
                 record.upstream.append(upstream)
 
 
-def lineage_of(artifact: str, root: Path) -> dict[str, Any]:
+def lineage_of(artifact: str, paths: Paths) -> dict[str, Any]:
     """JSON-ready lineage for model cards and registries."""
 
     def as_dict(record: StageRecord) -> dict[str, Any]:
@@ -109,7 +110,7 @@ def lineage_of(artifact: str, root: Path) -> dict[str, Any]:
             "upstream": [as_dict(up) for up in record.upstream],
         }
 
-    return as_dict(lineage(artifact, read_lock((root / "dvc.lock").read_text())))
+    return as_dict(lineage(artifact, read_lock(paths.dvc_lock.read_text())))
 
 
 @dataclass
@@ -125,33 +126,35 @@ def _git(root: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout
 
 
-def _version(root: Path, rev: str, date: str, subject: str, lock_text: str, show) -> DataVersion:
+def _version(paths: Paths, rev: str, date: str, subject: str, lock_text: str, show) -> DataVersion:
     lock = read_lock(lock_text)
     outputs: dict[str, str] = {}
     rows: dict[str, int] = {}
     for stage in lock.values():
         outputs.update(_files(stage.get("outs")))
+    reports = f"{paths.quality_reports.relative_to(paths.root).as_posix()}/"
     for path in outputs:
-        if path.startswith("reports/quality/") and path.endswith(".json"):
+        if path.startswith(reports) and path.endswith(".json"):
             try:
                 rows[path] = int(json.loads(show(path))["rows"])
             except (subprocess.CalledProcessError, FileNotFoundError, KeyError, ValueError):
                 continue
-    data = {path: md5 for path, md5 in outputs.items() if path.startswith("data/")}
+    data_dir = f"{paths.data.relative_to(paths.root).as_posix()}/"
+    data = {path: md5 for path, md5 in outputs.items() if path.startswith(data_dir)}
     return DataVersion(rev, date, subject, data, rows)
 
 
-def data_versions(root: Path, limit: int = 20) -> list[DataVersion]:
+def data_versions(paths: Paths, limit: int = 20) -> list[DataVersion]:
     """Newest first: the workspace's dvc.lock, then each commit that changed it."""
+    root = paths.root
     versions = []
-    lock_file = root / "dvc.lock"
-    if lock_file.exists():
-        versions.append(
-            _version(root, "workspace", "", "(current)", lock_file.read_text(), lambda p: (root / p).read_text())
-        )
-    log = _git(root, "log", f"-{limit}", "--format=%H%x09%ad%x09%s", "--date=short", "--", "dvc.lock")
+    if paths.dvc_lock.exists():
+        text = paths.dvc_lock.read_text()
+        versions.append(_version(paths, "workspace", "", "(current)", text, lambda p: (root / p).read_text()))
+    lock = paths.dvc_lock.relative_to(root).as_posix()
+    log = _git(root, "log", f"-{limit}", "--format=%H%x09%ad%x09%s", "--date=short", "--", lock)
     for line in log.splitlines():
         rev, date, subject = line.split("\t", 2)
-        text = _git(root, "show", f"{rev}:dvc.lock")
-        versions.append(_version(root, rev[:10], date, subject, text, lambda p, r=rev: _git(root, "show", f"{r}:{p}")))
+        text = _git(root, "show", f"{rev}:{lock}")
+        versions.append(_version(paths, rev[:10], date, subject, text, lambda p, r=rev: _git(root, "show", f"{r}:{p}")))
     return versions

@@ -8,6 +8,7 @@ atomic renames, so the previous good version stays untouched on failure.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -82,6 +83,9 @@ def _outcome(item) -> ExpectationOutcome:
 def _context(paths: Paths):
     import great_expectations as gx
 
+    # GX logs every store, datasource and checkpoint step at INFO: in a task log that buries the
+    # one summary line. Its warnings and errors still come through.
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
     root = paths.gx_project
     root.mkdir(parents=True, exist_ok=True)
     context = gx.get_context(mode="file", project_root_dir=str(root))

@@ -73,9 +73,9 @@ def data_versions(paths: Paths, files: dict[str, Path], hashes: dict[str, str]) 
         "path": str(folder.relative_to(paths.root)) if folder.is_relative_to(paths.root) else str(folder),
         "sha256": hashes,
     }
-    if (paths.root / "dvc.lock").exists():
+    if paths.dvc_lock.exists():
         try:
-            versions["dvc"] = lineage_of(versions["path"], paths.root)
+            versions["dvc"] = lineage_of(versions["path"], paths)
         except LineageError:
             versions["dvc"] = None  # not (yet) a DVC output: the content hashes identify it
     return versions
@@ -91,17 +91,22 @@ def model_card(
     data: dict[str, Any],
     metrics: dict[str, float],
 ) -> str:
-    front = {
-        "base_model": base_model,
-        "library_name": "peft",
-        "pipeline_tag": "text-generation",
-        "tags": ["twin-ops", "lora", stage, "trl"],
-        "language": ["en"],
-    }
+    """The stage's model card (Hugging Face format: YAML metadata + Markdown), as text for README.md."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    front = ModelCardData(
+        base_model=base_model,
+        library_name="peft",
+        pipeline_tag="text-generation",
+        tags=["twin-ops", "lora", stage, "trl"],
+        language=["en"],
+    )
+    order = ["base_model", "library_name", "pipeline_tag", "tags", "language"]
     rows = "\n".join(f"| {name} | {value:.4g} |" for name, value in sorted(metrics.items()))
     described = {"sft": "supervised fine-tuning (LoRA)", "dpo": "DPO, continuing the SFT adapter (LoRA)"}[stage]
-    return f"""---
-{yaml.safe_dump(front, sort_keys=False).strip()}
+    return str(
+        ModelCard(f"""---
+{front.to_yaml(original_order=order)}
 ---
 
 # twin-ops · {author_id} · {stage}
@@ -127,7 +132,8 @@ author's own passages, trained by `twin-ops train --stage {stage} --author {auth
 | metric | value |
 |---|---|
 {rows}
-"""
+""")
+    )
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:

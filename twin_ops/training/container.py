@@ -44,6 +44,13 @@ GLIBC = re.compile(r"^(libc|libm|libpthread|libdl|librt|libutil|libresolv|ld-lin
 LDD_LINE = re.compile(r"=>\s+(/\S+)\s+\(")
 
 
+def container_paths() -> Paths:
+    """The project's layout inside the container: the same Paths, rooted at the workspace (the
+    container runs with project.data_dir=data and training.output_dir=models, see its command)."""
+    root = Path(WORKSPACE)
+    return Paths(root=root, state=root / ".twin", data=root / "data", reports=root / "reports", cache=Path(CACHE))
+
+
 class TrainingContainerFailed(TwinOpsError, RuntimeError):
     def __init__(self, status: int, tail: list[str]) -> None:
         last = "\n  ".join(tail) or "(no output)"
@@ -136,19 +143,18 @@ def training_spec(
     overrides: list[str] | None = None,
 ) -> ContainerSpec:
     c = params.training.container
-    outputs = paths.root / params.training.output_dir / author_id
-    datasets = paths.data / "datasets" / author_id
-    model_cache = paths.cache / "models"
-    for folder in (outputs, model_cache):
+    inside = container_paths()
+    outputs, datasets = paths.training_outputs(author_id), paths.datasets(author_id)
+    for folder in (outputs, paths.model_cache):
         folder.mkdir(parents=True, exist_ok=True)
     mounts = [
-        BindMount(str(paths.root / "params.yaml"), f"{WORKSPACE}/params.yaml", True),
-        BindMount(str(datasets), f"{WORKSPACE}/data/datasets/{author_id}", True),
-        BindMount(str(outputs), f"{WORKSPACE}/models/{author_id}", False),
-        BindMount(str(model_cache), f"{CACHE}/models", False),
+        BindMount(str(paths.params_file), str(inside.params_file), True),
+        BindMount(str(datasets), str(inside.datasets(author_id)), True),
+        BindMount(str(outputs), str(inside.training_outputs(author_id)), False),
+        BindMount(str(paths.model_cache), str(inside.model_cache), False),
     ]
-    if (paths.root / "dvc.lock").exists():  # lets the model card record the data's DVC lineage
-        mounts.append(BindMount(str(paths.root / "dvc.lock"), f"{WORKSPACE}/dvc.lock", True))
+    if paths.dvc_lock.exists():  # lets the model card record the data's DVC lineage
+        mounts.append(BindMount(str(paths.dvc_lock), str(inside.dvc_lock), True))
     base_model = Path(params.training.base_model)
     if base_model.is_absolute() and base_model.exists():  # a local base model, at the same path
         mounts.append(BindMount(str(base_model), str(base_model), True))
@@ -170,7 +176,8 @@ def training_spec(
         raise DatasetNotFound(f"no datasets at {datasets} (run `twin-ops datasets --author {author_id}` first)")
     # Inside, it is a local run whose folders are the mounts; the caller's other overrides travel along.
     forwarded = [item for item in overrides or [] if not item.startswith("training.runner=")]
-    sets = [*forwarded, "training.runner=local", "training.output_dir=models", "project.data_dir=data"]
+    layout = [f"training.output_dir={inside.models.relative_to(inside.root)}", f"project.data_dir={inside.data.name}"]
+    sets = [*forwarded, "training.runner=local", *layout]
     return ContainerSpec(
         name=f"twin-ops-train-{author_id}-{stage}",
         image=c.local_image if c.use_local_image else c.image,
