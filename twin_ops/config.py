@@ -75,6 +75,15 @@ class DemoSiteParams(_Section):
     posts_per_page: int = Field(ge=1)
 
 
+class ArticleRuleParams(_Section):
+    # The content rule (collect/articles.py): a page that does not declare itself an article is one
+    # when its main text has at least min_chars characters in min_paragraphs paragraphs (and a date);
+    # a page with min_teasers headings or <article> teasers linking elsewhere is a listing page.
+    min_chars: int = Field(ge=1)
+    min_paragraphs: int = Field(ge=1)
+    min_teasers: int = Field(ge=2)
+
+
 class CollectParams(_Section):
     authors_dir: Path
     user_agent: str = Field(min_length=1)
@@ -98,6 +107,7 @@ class CollectParams(_Section):
     log_level: str = Field(pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
     min_content_chars: int = Field(ge=1)
     extract_workers: int = Field(ge=0)
+    articles: ArticleRuleParams
     git: GitCollectParams
     files: FileCollectParams
     demo_site: DemoSiteParams

@@ -167,7 +167,7 @@ def crawl_web(
         collected.quarantined(response.url, QuarantineReason.PROCESSING_ERROR, detail, status=response.status, web=True)
 
     c = params.collect
-    rules = ArticleRules()
+    rules = ArticleRules(**c.articles.model_dump())
     memo = PageMemo(memo_file(paths.state, author_id), fingerprint(params, rules), stored or {})
     process = CrawlerProcess(scrapy_settings(params, http_cache_dir(paths, author_id)))
     with extractor(extract_workers(c.extract_workers), rules) as extract:
