@@ -12,14 +12,12 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twin_ops.config import DECISION_FILE, Params
 from twin_ops.evaluation.gate import GateDecision
 from twin_ops.evaluation.metrics import METRICS
-
-if TYPE_CHECKING:
-    from twin_ops.evaluation.run import EvaluationResult
+from twin_ops.evaluation.records import EvaluationResult
 
 EXCERPT_CHARS = 600
 

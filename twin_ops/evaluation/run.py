@@ -10,8 +10,6 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -19,53 +17,14 @@ from twin_ops import llm
 from twin_ops.config import Params, Paths, Settings
 from twin_ops.evaluation import grounding, lm, samples, stylometry
 from twin_ops.evaluation.candidate import model_name
-from twin_ops.evaluation.gate import GateDecision, decide
+from twin_ops.evaluation.gate import decide
 from twin_ops.evaluation.metrics import check_params
+from twin_ops.evaluation.records import EvaluationResult, ModelScores
 from twin_ops.rag import Passage
 from twin_ops.registry.store import CANDIDATE, PRODUCTION, Registry
 
 Log = Callable[[str], None]
 REGISTRY_PREFIX = "heldout_"  # the candidate's evaluation metrics in the registry
-
-
-@dataclass
-class ModelScores:
-    role: str  # candidate | production | base
-    label: str
-    metrics: dict[str, float]
-    generations: list[str]
-    passages: dict[str, list[Passage]] | None = None  # the context each sample's prompt carried
-
-
-@dataclass
-class EvaluationResult:
-    author_id: str
-    model_name: str
-    candidate_version: int
-    production_version: int | None
-    samples: list[samples.Sample]
-    models: list[ModelScores]
-    author_style: dict[str, float]  # the held-out answers' own stylometry: what "the author" scores
-    notes: list[str]
-    decision: GateDecision
-    output_dir: Path
-    seconds: float = 0.0
-    files: dict[str, Path] = field(default_factory=dict)
-
-    def scores(self, role: str) -> ModelScores | None:
-        return next((m for m in self.models if m.role == role), None)
-
-    def line(self) -> str:
-        primary = self.decision.reasons[0] if self.decision.reasons else ""
-        models = ", ".join(m.label for m in self.models)
-        return (
-            f"evaluate {self.author_id}: {len(self.samples)} held-out samples, {models}; "
-            f"{'PROMOTE' if self.decision.promote else 'REJECT'} ({primary}); {self.seconds:.0f}s -> {self.output_dir}"
-        )
-
-
-def output_dir(params: Params, paths: Paths, author_id: str) -> Path:
-    return paths.root / params.evaluation.output_dir / author_id
 
 
 def _contenders(params: Params, paths: Paths, registry: Registry, name: str, candidate: str | int):
@@ -215,7 +174,7 @@ def evaluate(
         author_style=author_style,
         notes=notes,
         decision=decision,
-        output_dir=output_dir(params, paths, author_id),
+        output_dir=paths.evaluation_output(author_id),
     )
     result.seconds = time.perf_counter() - started
     result.files = report.write_all(result, params)
