@@ -155,12 +155,11 @@ def replace_dir(staged: Path, target: Path) -> None:
 
 def save_merged(base_path: str, adapter_dir: Path, target: Path, tokenizer, device: str) -> None:
     """Merge the adapter into a freshly loaded, unquantised base (correct even after QLoRA)."""
-    import torch
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM
 
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype)
+    from twin_ops.llm import load_model
+
+    base = load_model(base_path, device)  # the one dtype policy; never 4-bit here
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     staged = target.with_name(f".{target.name}.new")
     shutil.rmtree(staged, ignore_errors=True)
