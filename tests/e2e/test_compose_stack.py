@@ -45,6 +45,8 @@ PROJECT = "twin-ops-stack-test"
 TRAINING_TASKS = ("sft_local", "dpo_local", "sft_container", "dpo_container")
 
 log = logging.getLogger(__name__)
+# Images (cached: seconds; cold: see README), start-up, and three DAG runs on a shared 2-core box.
+pytestmark = pytest.mark.timeout(3600)
 
 
 def poll(check, timeout: float, every: float = 5):
