@@ -116,6 +116,21 @@ def project_dir(tmp_path_factory, site, params, paths):
     return folder
 
 
+def training_containers(engine: str, project_dir: Path) -> list:
+    """Training containers (any state) whose mounts come from this test's project folder."""
+    import docker
+
+    client = docker.DockerClient(base_url=engine)
+    try:
+        containers = client.containers.list(all=True, filters={"label": "twin-ops.stage"})
+        return [
+            c for c in containers
+            if any(str(m.get("Source", "")).startswith(str(project_dir)) for m in c.attrs.get("Mounts", []))
+        ]  # fmt: skip
+    finally:
+        client.close()
+
+
 @pytest.fixture(scope="module")
 def stack(engine, images, project_dir):
     from twin_ops.services.compose import Stack, ensure_compose
@@ -145,13 +160,9 @@ def stack(engine, images, project_dir):
     finally:
         stack.down()
         # Training containers run on the host's engine, outside compose: a test that failed midway
-        # leaves them to us (named twin-ops-train-<author>-<stage>).
-        import docker
-
-        client = docker.DockerClient(base_url=engine)
-        for container in client.containers.list(all=True, filters={"label": "twin-ops.stage"}):
+        # leaves them to us. Only ours: the engine is shared with the rest of the suite.
+        for container in training_containers(engine, project_dir):
             container.remove(force=True)
-        client.close()
         shutil.rmtree(project_dir, ignore_errors=True)
 
 
@@ -272,7 +283,7 @@ def test_the_twin_on_the_ray_cluster_answers_with_sources_from_weaviate(stack):
     assert meta["version"] == yaml.safe_load((ROOT / "params.yaml").read_text())["weaviate"]["version"]
 
 
-def test_compose_down_leaves_nothing_behind(stack, engine):
+def test_compose_down_leaves_nothing_behind(stack, engine, project_dir):
     import docker
 
     stack.down()
@@ -281,9 +292,9 @@ def test_compose_down_leaves_nothing_behind(stack, engine):
         label = {"label": f"com.docker.compose.project={PROJECT}"}
         assert client.containers.list(all=True, filters=label) == []
         assert client.volumes.list(filters=label) == []
-        assert client.containers.list(all=True, filters={"label": "twin-ops.stage"}) == []
     finally:
         client.close()
+    assert training_containers(engine, project_dir) == []  # auto_remove after success
     leftovers = [
         p.info for p in psutil.process_iter(["pid", "name", "cmdline"])
         if any(port in " ".join(p.info["cmdline"] or []) for port in ("28080", "26380", "28079", "25432"))
