@@ -162,7 +162,8 @@ def test_the_local_override_uses_distinct_loopback_ports_clear_of_the_defaults(l
     assert all(20000 <= port < 32768 for port in ports), sorted(ports)
     head = local["services"]["ray-head"]["command"]
     worker = local["services"]["ray-worker"]["command"]
-    assert "--node-ip-address=127.0.0.1" in head and "--node-ip-address=127.0.0.1" in worker
+    # Loopback, but not 127.0.0.1, which Ray swaps for the host's routable address.
+    assert "--node-ip-address=127.0.0.2" in head and "--node-ip-address=127.0.0.2" in worker
     flags = ["node-manager", "object-manager", "metrics-export", "dashboard-agent-listen", "dashboard-agent-grpc",
              "runtime-env-agent", "min-worker", "max-worker"]  # fmt: skip
     for flag in (f"{name}-port" for name in flags):

@@ -307,14 +307,22 @@ def serve_deploy(dashboard: str, http_host: str, http_port: int, url: str, confi
     log.info("serve-deploy: the twin API answers at %s", url)
 
 
-def ray_node_alive(address: str) -> None:
-    """This container's raylet runs and the cluster's GCS answers (a worker's health check)."""
+def ray_node_alive(address: str, node_manager_port: int | None = None) -> None:
+    """This container's raylet runs and the cluster's GCS lists its node ALIVE (a worker's health
+    check: a raylet process alone is not enough, it can still fail to register)."""
     import psutil
+    from ray._raylet import GcsClient
 
     if not any(process.info["name"] == "raylet" for process in psutil.process_iter(["name"])):
         raise ServiceUnavailable("no raylet process in this container")
-    ray = str(Path(sys.executable).parent / "ray")
-    subprocess.run([ray, "health-check", "--address", address], check=True, timeout=30)
+    nodes = GcsClient(address=address).get_all_node_info(timeout=20).values()
+    alive = [node for node in nodes if node.state == 0]  # GcsNodeInfo.ALIVE
+    if node_manager_port is not None:
+        alive = [node for node in alive if node.node_manager_port == node_manager_port]
+    elif len(alive) < 2:
+        alive = []
+    if not alive:
+        raise ServiceUnavailable(f"this node is not ALIVE in the cluster at {address}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -334,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     deploy.add_argument("--timeout", type=float, default=900)
     alive = commands.add_parser("ray-node-alive", help="(ray-worker health check)")
     alive.add_argument("--address", required=True)
+    alive.add_argument("--node-manager-port", type=int, help="this node's (else: any node besides the head)")
     for name in ("up", "ps", "down"):
         sub = commands.add_parser(name, help=f"compose {name} with docker-compose.local.yaml")
         sub.add_argument("--no-local", action="store_true", help="the portable file alone")
@@ -354,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
             config = args.config if args.config.is_absolute() else Path("/opt/twin-ops") / args.config
             serve_deploy(args.dashboard, args.http_host, args.http_port, args.url, config, args.timeout)
         elif args.command == "ray-node-alive":
-            ray_node_alive(args.address)
+            ray_node_alive(args.address, args.node_manager_port)
         else:
             root = Path(__file__).resolve().parents[2]
             stack = Stack(root, env={}, local=not args.no_local)
