@@ -258,11 +258,11 @@ def test_docker_backend_runs_a_training_container_and_is_promoted(stack, airflow
     assert states["promote"] == "success", states
     log_lines = airflow.get(
         f"/api/v2/dags/twin_training/dagRuns/{run_id}/taskInstances/sft_container/logs/1",
-        headers={"Accept": "text/plain"},
+        headers={"Accept": "application/json"},
     ).text
     assert "training sft in twin-ops/training:latest" in log_lines, log_lines[-3000:]
     registry = json.loads((project_dir / "models" / "registry.json").read_text())["models"][f"{AUTHOR}-twin"]
-    assert registry["aliases"]["production"] == max(int(v) for v in registry["versions"]), registry
+    assert registry["aliases"]["production"] == max(v["version"] for v in registry["versions"]), registry
 
     # One training slot: no two training tasks of the two runs overlapped.
     spans = []
