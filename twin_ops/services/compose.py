@@ -36,7 +36,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tenacity import RetryError, retry_if_exception_type, stop_after_delay, wait_fixed
+from tenacity import RetryError, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_fixed
 from tenacity import Retrying as _Retrying
 
 from twin_ops.errors import ServiceUnavailable, TwinOpsError
@@ -325,6 +325,28 @@ def ray_node_alive(address: str, node_manager_port: int | None = None) -> None:
         raise ServiceUnavailable(f"this node is not ALIVE in the cluster at {address}")
 
 
+def ray_start(arguments: list[str], attempts: int = 10) -> None:
+    """`ray start --block ARGUMENTS`, started again (after `ray stop --force`) when it ends.
+
+    On a busy host a node's raylet can give up waiting for its dashboard agent (a Python process
+    that starts slowly) and the node times out; a container whose process exited would make compose
+    report the service failed, so the retries happen here, in the container.
+    """
+    ray = str(Path(sys.executable).parent / "ray")
+
+    def once() -> None:
+        code = subprocess.run([ray, "start", "--block", *arguments], check=False).returncode
+        subprocess.run([ray, "stop", "--force"], check=False, capture_output=True)
+        raise ServiceUnavailable(f"ray start exited with {code}")
+
+    for attempt in _Retrying(
+        stop=stop_after_attempt(attempts), wait=wait_fixed(5), retry=retry_if_exception_type(ServiceUnavailable)
+    ):
+        with attempt:
+            log.info("ray-start: attempt %d", attempt.retry_state.attempt_number)
+            once()
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -343,6 +365,8 @@ def main(argv: list[str] | None = None) -> int:
     alive = commands.add_parser("ray-node-alive", help="(ray-worker health check)")
     alive.add_argument("--address", required=True)
     alive.add_argument("--node-manager-port", type=int, help="this node's (else: any node besides the head)")
+    start = commands.add_parser("ray-start", help="(ray-head, ray-worker) ray start --block, started again if it ends")
+    start.add_argument("arguments", nargs=argparse.REMAINDER, help="ray start's arguments (after --)")
     for name in ("up", "ps", "down"):
         sub = commands.add_parser(name, help=f"compose {name} with docker-compose.local.yaml")
         sub.add_argument("--no-local", action="store_true", help="the portable file alone")
@@ -362,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "serve-deploy":
             config = args.config if args.config.is_absolute() else Path("/opt/twin-ops") / args.config
             serve_deploy(args.dashboard, args.http_host, args.http_port, args.url, config, args.timeout)
+        elif args.command == "ray-start":
+            ray_start([arg for arg in args.arguments if arg != "--"])
         elif args.command == "ray-node-alive":
             ray_node_alive(args.address, args.node_manager_port)
         else:
