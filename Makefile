@@ -17,7 +17,7 @@ export RAY_AUTH_MODE := disabled
 # Idle torch threads sleep instead of spinning (a shared 2-core machine loses ~10x otherwise).
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: help install test lint demo airflow airflow-db clean
+.PHONY: help install test lint demo airflow airflow-db clean images
 
 help:
 	@echo "make demo   - install, then run the main job end to end on the embedded default"
@@ -45,6 +45,7 @@ test: lint airflow-db
 	mkdir -p .twin/logs; started=$$(mktemp); \
 	trap '$(BIN)/twin-ops services down --started-file "$$started"; rm -f "$$started"' EXIT; \
 	$(BIN)/twin-ops services up --docker --started-file "$$started"; \
+	$(BIN)/python -m twin_ops.services.compose install; \
 	$(BIN)/pytest
 
 # The main job on the embedded default, through Airflow: serve the demo site and the twin API (Ray
@@ -89,6 +90,14 @@ airflow: airflow-db
 	$(BIN)/twin-ops services up; \
 	echo "Airflow UI: http://localhost:8080 - user admin, password in $$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"; \
 	exec $(BIN)/twin-ops services airflow --set airflow.parallelism=$$(nproc)  # Ctrl-C / SIGTERM stops all it started
+
+# The compose stack's images (app, training, Postgres, Redis, Weaviate) built on the project's dockerd
+# from its debootstrap base (no registry), and Docker Compose v2 (from the Go module proxy) if absent.
+# README: Scale out. Layer-cached: after a code change only the project's layers are rebuilt.
+images: install
+	$(BIN)/twin-ops services up --docker --no-weaviate
+	$(BIN)/python -m twin_ops.services.compose install
+	$(BIN)/python -m twin_ops.services.images
 
 clean:
 	-$(BIN)/twin-ops services down

@@ -1,5 +1,6 @@
-"""docker-compose.yaml against the compose-spec schema (the compose CLI plugin is not packaged
-for this machine), the stack's shape, and the Airflow connections the DAGs read."""
+"""docker-compose.yaml against the compose-spec schema, the stack's shape, the host-network local
+override, and the Airflow connections the DAGs read. The stack itself is started by
+tests/e2e/test_compose_stack.py."""
 
 from __future__ import annotations
 
@@ -17,10 +18,13 @@ from jsonschema import Draft202012Validator
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yaml"
+LOCAL = ROOT / "docker-compose.local.yaml"
 LONG_RUNNING = [
-    "postgres", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
-    "weaviate", "ray-head",
+    "postgres", "redis", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
+    "airflow-worker", "weaviate", "ray-head", "ray-worker",
 ]  # fmt: skip
+# Ports a plain local `ray start`, the embedded services and the suite use (README: Scale out).
+DEFAULT_PORTS = {5432, 6379, 8000, 8079, 8080, 8265, 8765, 8793, 8794, 8974, 10001, 50050, 50051, 52365}
 
 
 def compose_errors(document: dict) -> list[str]:
@@ -54,19 +58,31 @@ def test_the_stack_has_every_service_with_health_checks(compose):
     commands = {name: " ".join(service.get("command") or []) for name, service in services.items()}
     for part in ("api-server", "scheduler", "dag-processor", "triggerer"):
         assert any(command == f"airflow {part}" for command in commands.values()), part
-    assert "postgresql" in services["airflow-scheduler"]["environment"]["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
-    assert "/var/run/docker.sock:/var/run/docker.sock" in services["airflow-scheduler"]["volumes"]
-    for name in ("airflow-apiserver", "airflow-scheduler"):
+    environment = services["airflow-scheduler"]["environment"]
+    assert "postgresql" in environment["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    assert environment["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert environment["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://redis:")
+    assert commands["airflow-worker"] == "airflow celery worker"
+    # Training containers start on the host's engine from the workers; nothing else gets the socket.
+    sockets = {name for name, s in services.items() if any("docker.sock" in v for v in s.get("volumes", []))}
+    assert sockets == {"airflow-worker"}, sockets
+    for name in ("airflow-apiserver", "airflow-scheduler", "airflow-worker"):
         depends = services[name]["depends_on"]
         assert depends["postgres"]["condition"] == "service_healthy"
+        assert depends["redis"]["condition"] == "service_healthy"
         assert depends["airflow-init"]["condition"] == "service_completed_successfully"
+    assert "include/serve/twin.yaml" in (ROOT / "twin_ops" / "services" / "compose.py").read_text()
+    assert "serve-deploy" in commands["serve-deploy"]
 
 
 def test_the_stack_matches_the_project(compose, params):
     services = compose["services"]
     assert services["weaviate"]["image"].endswith(f":{params.weaviate.version}")
-    dockerfile = services["airflow-scheduler"]["build"]["dockerfile"]
-    assert (ROOT / dockerfile).is_file()
+    assert services["weaviate"]["build"]["args"]["BASE_IMAGE"].endswith(f":{params.weaviate.version}}}")
+    for name, service in services.items():
+        if "build" in service:
+            assert (ROOT / service["build"]["dockerfile"]).is_file(), name
+    assert "networks" not in compose  # the default network only: nothing on a range of our choosing
     for ports in (service.get("ports", []) for service in services.values()):
         assert all(port.startswith("127.0.0.1:") for port in ports), ports  # nothing published beyond loopback
     required = set(re.findall(r"\$\{(\w+):\?", COMPOSE.read_text()))
@@ -110,3 +126,61 @@ def test_connections_become_the_settings_twin_ops_reads(compose):
 
 def test_without_connections_the_embedded_defaults_stay():
     assert probe_connections({}) == {}
+
+
+class _ComposeLoader(yaml.SafeLoader):
+    """YAML with compose's !reset / !override tags (the override file uses !reset)."""
+
+
+_ComposeLoader.add_constructor("!reset", lambda loader, node: None)
+_ComposeLoader.add_constructor("!override", lambda loader, node: loader.construct_sequence(node))
+
+
+@pytest.fixture(scope="module")
+def local() -> dict:
+    return yaml.load(LOCAL.read_text(), Loader=_ComposeLoader)
+
+
+def test_the_local_override_puts_every_service_on_the_host_network(compose, local):
+    assert set(local["services"]) == set(compose["services"])
+    for name, service in local["services"].items():
+        assert service.get("network_mode") == "host", name
+        assert not service.get("ports"), name  # published ports mean nothing on the host network
+    assert "networks" not in local
+
+
+def test_the_local_override_uses_distinct_loopback_ports_clear_of_the_defaults(local):
+    text = LOCAL.read_text()
+    body = text[text.index("\nx-local-env") :]  # the file's settings, not its comment header
+    assert "0.0.0.0" not in body and "localhost" not in body
+    assert not re.search(r"\b(10|172\.(1[6-9]|2\d|3[01])|192\.168)\.\d+\.\d+", body)  # no private range
+    ports = {int(p) for p in re.findall(r"(?:port[=:\s\"]+|127\.0\.0\.1:|-p\", \")(\d{4,5})", body, re.IGNORECASE)}
+    ports |= {int(p) for p in re.findall(r"--[a-z-]*port=(\d+)", body)}
+    assert len(ports) >= 20, sorted(ports)
+    assert not ports & DEFAULT_PORTS, sorted(ports & DEFAULT_PORTS)
+    # Outside a plain `ray start`'s worker range (10002-19999) and the ephemeral range (32768+).
+    assert all(20000 <= port < 32768 for port in ports), sorted(ports)
+    head = local["services"]["ray-head"]["command"]
+    worker = local["services"]["ray-worker"]["command"]
+    # Loopback, but not 127.0.0.1, which Ray swaps for the host's routable address.
+    assert "--node-ip-address=127.0.0.2" in head and "--node-ip-address=127.0.0.2" in worker
+    flags = ["node-manager", "object-manager", "metrics-export", "dashboard-agent-listen", "dashboard-agent-grpc",
+             "runtime-env-agent", "min-worker", "max-worker"]  # fmt: skip
+    for flag in (f"{name}-port" for name in flags):
+        assert f"--{flag}=" in head and f"--{flag}=" in worker, flag
+    head_ports = set(re.findall(r"port=(\d+)", head))
+    assert not head_ports & set(re.findall(r"port=(\d+)", worker))
+
+
+def test_the_images_are_the_ones_compose_runs(compose, params):
+    from twin_ops.services.images import stack_images
+
+    built = {spec.tag for spec in stack_images(params)}
+    used = {service["image"] for service in compose["services"].values()}
+    assert used <= built, used - built
+    assert params.training.container.image in built
+    for spec in stack_images(params):
+        assert (ROOT / spec.dockerfile).is_file()
+        text = (ROOT / spec.dockerfile).read_text()
+        for arg in spec.buildargs:
+            assert f"ARG {arg}" in text, (spec.dockerfile, arg)
