@@ -17,7 +17,7 @@ export RAY_AUTH_MODE := disabled
 # Idle torch threads sleep instead of spinning (a shared 2-core machine loses ~10x otherwise).
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: help install test lint demo airflow airflow-db clean images
+.PHONY: help install test lint demo airflow airflow-db clean images stack-test
 
 help:
 	@echo "make demo   - install, then run the main job end to end on the embedded default"
@@ -45,8 +45,12 @@ test: lint airflow-db
 	mkdir -p .twin/logs; started=$$(mktemp); \
 	trap '$(BIN)/twin-ops services down --started-file "$$started"; rm -f "$$started"' EXIT; \
 	$(BIN)/twin-ops services up --docker --started-file "$$started"; \
-	$(BIN)/python -m twin_ops.services.compose install; \
-	$(BIN)/pytest
+	$(BIN)/pytest --ignore=tests/stack
+
+# The compose stack end to end (tests/stack: images, compose up, Celery, Ray cluster, down -v): about
+# 20 minutes with cached images, 15 more for cold builds, so not yet part of `make test` (issue 15).
+stack-test: images
+	$(BIN)/pytest tests/stack
 
 # The main job on the embedded default, through Airflow: serve the demo site and the twin API (Ray
 # Serve, base model until a twin is promoted), run twin_nightly_refresh (crawl → GX → DVC →

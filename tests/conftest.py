@@ -22,7 +22,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 def pytest_collection_modifyitems(items):
     for item in items:
         kind = Path(item.fspath).relative_to(ROOT / "tests").parts[0]
-        if kind in {"unit", "integration", "e2e"}:
+        if kind in {"unit", "integration", "e2e", "stack"}:
             item.add_marker(getattr(pytest.mark, kind))
 
 

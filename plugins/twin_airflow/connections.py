@@ -7,6 +7,7 @@ variables alone, so the embedded default (local Weaviate, local Ray) needs none.
 
     twin_weaviate  http://[:API_KEY@]weaviate:8080?grpc_port=50051
     twin_ray       http://[:API_KEY@]ray-head:8000?ray_address=ray%3A%2F%2Fray-head%3A10001
+                   &dashboard_address=http%3A%2F%2Fray-head%3A8265  (Serve's REST API: model swaps)
                    (the twin API's URL and key, and the cluster address for model swaps)
     twin_docker    {"conn_type": "docker", "host": "unix:///var/run/docker.sock"}
 """
@@ -40,6 +41,8 @@ def service_environment() -> dict[str, str]:
         env["TWIN_OPS_SERVE_URL"] = f"http://{ray.host}:{ray.port or 8000}"
         if ray.extra_dejson.get("ray_address"):
             env["RAY_ADDRESS"] = ray.extra_dejson["ray_address"]
+        if ray.extra_dejson.get("dashboard_address"):
+            env["RAY_DASHBOARD_ADDRESS"] = ray.extra_dejson["dashboard_address"]
         if ray.password:
             env["TWIN_OPS_API_KEY"] = ray.password
     docker = _connection("twin_docker")

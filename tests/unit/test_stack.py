@@ -1,6 +1,6 @@
 """docker-compose.yaml against the compose-spec schema, the stack's shape, the host-network local
 override, and the Airflow connections the DAGs read. The stack itself is started by
-tests/e2e/test_compose_stack.py."""
+tests/stack/test_compose_stack.py."""
 
 from __future__ import annotations
 
@@ -116,12 +116,14 @@ def test_connections_become_the_settings_twin_ops_reads(compose):
         "WEAVIATE_GRPC_URL": "http://weaviate:50051",
         "TWIN_OPS_SERVE_URL": "http://ray-head:8000",
         "RAY_ADDRESS": "ray://ray-head:10001",
+        "RAY_DASHBOARD_ADDRESS": "http://ray-head:8265",
         "DOCKER_HOST": "unix:///var/run/docker.sock",
     }
     from twin_ops.config import Settings
 
     settings = Settings(**{name.lower(): value for name, value in env.items()})
     assert settings.weaviate_url == "http://weaviate:8080" and settings.ray_address == "ray://ray-head:10001"
+    assert settings.ray_dashboard_address == "http://ray-head:8265"  # Serve's REST API: model swaps
 
 
 def test_without_connections_the_embedded_defaults_stay():

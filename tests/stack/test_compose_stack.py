@@ -80,8 +80,8 @@ def images(engine, params, paths, settings):
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, params):
-    from twin_ops.collect.demo_site import build_site
-    from twin_ops.collect.site_server import SiteServer
+    from twin_ops.demo.server import SiteServer
+    from twin_ops.demo.site import build_site
 
     out = tmp_path_factory.mktemp("stack-site") / "public"
     server = SiteServer(out)
@@ -95,10 +95,10 @@ def site(tmp_path_factory, params):
 def project_dir(tmp_path_factory, site, params, paths):
     """The stack's project folder (same path inside the containers): a CI-sized params.yaml."""
     from tests.e2e.test_dags import untied_tiny_model
-    from twin_ops.training.base_model import resolve_base_model
+    from twin_ops.llm import resolve_model
 
     folder = tmp_path_factory.mktemp("stack-project")
-    tiny = untied_tiny_model(folder / "tiny-base", resolve_base_model(params.training.base_model, paths.cache))
+    tiny = untied_tiny_model(folder / "tiny-base", resolve_model(params.training.base_model, paths.cache))
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["collect"]["demo_site"]["port"] = int(site.url.rsplit(":", 1)[1])
     raw["training"]["base_model"] = str(tiny)
