@@ -109,7 +109,11 @@ def run_state(result: subprocess.CompletedProcess) -> str:
 
 
 def task_states(result: subprocess.CompletedProcess) -> str:
-    return "\n".join(line for line in (result.stdout + result.stderr).splitlines() if "new_state=" in line)
+    """The task state changes, then the output's error lines: what a failed run's message needs."""
+    lines = (result.stdout + result.stderr).splitlines()
+    states = [line for line in lines if "new_state=" in line]
+    errors = [line for line in lines if "Error" in line or "error" in line][-40:]
+    return "\n".join([*states, "--- errors:", *errors])
 
 
 def registry(repo: Path) -> dict:

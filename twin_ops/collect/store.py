@@ -34,7 +34,7 @@ NOT_DOCUMENTS = frozenset({QUARANTINE_FILE, SKIPPED_FILE})
 
 
 def store_dir(paths: Paths, author_id: str) -> Path:
-    return paths.data / "crawl" / author_id
+    return paths.crawl_store(author_id)
 
 
 def platform_files(folder: Path) -> list[Path]:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 from pydantic import BaseModel, Field
 
+from twin_ops.collect.store import platform_files
 from twin_ops.config import FeaturesParams, Params, Paths
 from twin_ops.domain import Chunk, CleanedDocument, RawDocument, read_jsonl, write_jsonl
 from twin_ops.features import index
@@ -86,7 +87,7 @@ def _previous_run(paths: Paths, author_id: str, fingerprint: str) -> dict[str, t
 
 def load_raw(paths: Paths, author_id: str) -> list[RawDocument]:
     location = paths.dataset("raw_documents", author_id)
-    files = sorted(p for p in location.glob("*.jsonl") if not p.name.startswith("quarantine"))
+    files = platform_files(location)  # the documents, not the crawl's quarantine and skipped lists
     if not files:
         raise frames.DatasetNotFound(f"no published raw documents at {location} (run crawl and validate first)")
     return [document for path in files for document in read_jsonl(path, RawDocument)]

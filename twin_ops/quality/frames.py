@@ -35,9 +35,10 @@ def staged_location(paths: Paths, dataset: str, author_id: str) -> Path:
 def _jsonl_files(location: Path) -> list[Path]:
     if location.is_file():
         return [location]
-    # Quarantine files hold pages that failed on purpose; they are reported, not validated.
-    # quarantine.jsonl and skipped.jsonl (the crawl's set-aside and left-out pages) are not documents.
-    return sorted(p for p in location.glob("*.jsonl") if not p.name.startswith(("quarantine", "skipped")))
+    from twin_ops.collect.store import platform_files
+
+    # Only the documents: quarantine.jsonl and skipped.jsonl are reported, not validated.
+    return platform_files(location)
 
 
 def read_jsonl_frame(location: Path) -> pd.DataFrame:
