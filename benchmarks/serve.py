@@ -1,31 +1,42 @@
-"""Serving throughput and latency: the Ray Serve app against a single-process FastAPI app.
+"""Serving under load: the Ray Serve app against a single-process FastAPI app.
 
 Both serve the same API (twin_ops.serving.api) over the same retrieval and model code; they differ
 only in how it is run:
 
 * **ray** — the Serve app of include/serve/twin.yaml, one replica per deployment: the Embedder
-  batches with @serve.batch, the Generator with its own batcher (serving/batching.py), and each
-  stage runs in its own process (retrieval of the next requests overlaps generation).
+  batches with @serve.batch; the Generator admits requests against their deadline by its measured
+  service rate (429 + Retry-After when it cannot make it), batches them within a token budget and
+  stops the rows of callers that went away (serving/scheduler.py).
 * **baseline** — the LLM Engineer's Handbook shape: one uvicorn process, one FastAPI app calling
   retrieval and generation directly, one request per call (in worker threads, torch using every
-  core).
+  core), no admission control.
 
-Load: POST /rag with the demo author's signature lines, ``--max-tokens`` new tokens each, at
-concurrency 1, 8 and 32 (closed loop: each client sends its next request when the last returns),
-after a warm-up. Same machine, same run, the load generator in this process. Both servers stay up
-for the whole run (idle, each costs next to nothing) and each concurrency level is measured on one,
-then the other, so a change in the machine's background load hits both alike.
-Target: ray >= 2x baseline requests/s at concurrency 32, with p95 no worse.
+Load: POST /rag with the demo author's signature lines, ``--max-tokens`` new tokens each (64), at
+concurrency 1, 4, 8, 32 and 64 for ``--seconds`` each (closed loop: each client sends its next
+request when the last returns, after waiting Retry-After on a 429, as a polite client does). Same
+machine, same run; all of the ray levels, then all of the baseline's (the baseline's abandoned work
+would otherwise land on the ray measurements). Then the disconnect check on the ray app: the
+latency of a lone request, unloaded and right after a burst of 64 requests whose clients hang up
+after 5 s.
+
+Per level: goodput (2xx/s), 429s, 5xx and 504s (client timeouts count as 504), p50/p95 of the
+successes, p95 time to a refusal. Targets:
+* 0 responses with 5xx or 504 at every level (ray);
+* goodput at c=32 and c=64 >= 0.8x the app's best goodput at c <= 8 (no collapse);
+* refusals answered in < 1 s (p95), each with Retry-After;
+* goodput at c=32 >= 2x the baseline's;
+* after the disconnecting burst, a lone request completes in <= 1.5x its unloaded latency.
 
 Serves training.base_model (SmolLM2-135M offline): an empty registry serves the base model.
 Uses the Weaviate server of `twin-ops services up` (starts one for the run if none is up). Run:
-    .venv/bin/python benchmarks/serve.py
+    .venv/bin/python benchmarks/serve.py            # about 15 minutes on 2 cores
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -49,70 +60,117 @@ import httpx  # noqa: E402
 from twin_ops.config import load_params, resolve_paths  # noqa: E402
 from twin_ops.demo.content import drop_index, index_demo_authors, read_post, wren_posts  # noqa: E402
 
-CONCURRENCY = (1, 8, 32)
+CONCURRENCY = (1, 4, 8, 32, 64)
+CLIENT_TIMEOUT_S = 180.0  # past the app's own deadline (serving.timeouts.generation_s = 120): a hang, counted as 504
 
 
 @dataclass
 class Result:
     concurrency: int
-    requests: int
-    failed: int
     seconds: float
-    latencies: list[float]
-    errors: Counter[str]  # "<status>: <message>" of the failed requests
+    latencies: list[float]  # of the 2xx answers
+    refusals: list[float]  # time to each 429
+    retry_after_missing: int  # 429s without a Retry-After header
+    statuses: Counter[int]  # every answer's status; 504 includes client timeouts
+    errors: Counter[str]  # "<status>: <message>" of the failures (not 429s)
 
     @property
-    def rps(self) -> float:
-        return (self.requests - self.failed) / self.seconds
+    def goodput(self) -> float:
+        return len(self.latencies) / self.seconds
 
-    def percentile(self, q: float) -> float:
-        ordered = sorted(self.latencies)
+    @property
+    def server_errors(self) -> int:
+        return sum(count for status, count in self.statuses.items() if status >= 500)
+
+    @staticmethod
+    def percentile(values: list[float], q: float) -> float:
+        ordered = sorted(values)
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-async def measure(url: str, concurrency: int, requests: int, max_tokens: int, temperature: float | None) -> Result:
-    lines = [read_post(post)[0]["signature"] for post in wren_posts()]
-    queue = list(range(requests))
-    latencies: list[float] = []
-    failed = 0
-    errors: Counter[str] = Counter()
+def signature_lines() -> list[str]:
+    return [read_post(post)[0]["signature"] for post in wren_posts()]
 
-    async def client(http: httpx.AsyncClient) -> None:
-        nonlocal failed
-        while queue:
-            n = queue.pop()
+
+async def measure(url: str, concurrency: int, seconds: float, max_tokens: int) -> Result:
+    """``concurrency`` clients for ``seconds`` (requests in flight at the end are awaited)."""
+    lines = signature_lines()
+    result = Result(concurrency, 0.0, [], [], 0, Counter(), Counter())
+    counter = iter(range(10**9))
+
+    async def client(http: httpx.AsyncClient, stop_at: float) -> None:
+        while time.perf_counter() < stop_at:
+            n = next(counter)
+            body = {"query": lines[n % len(lines)], "max_tokens": max_tokens}
             started = time.perf_counter()
-            body = {"query": lines[n % len(lines)], "max_tokens": max_tokens, "temperature": temperature}
-            response = await http.post(f"{url}/rag", json={k: v for k, v in body.items() if v is not None})
-            latencies.append(time.perf_counter() - started)
-            if response.status_code != 200:
-                failed += 1
-                errors[f"{response.status_code}: {response.text[:120]}"] += 1
+            try:
+                response = await http.post(f"{url}/rag", json=body)
+            except httpx.TimeoutException:
+                result.statuses[504] += 1
+                result.errors["client timeout"] += 1
+                continue
+            took = time.perf_counter() - started
+            result.statuses[response.status_code] += 1
+            if response.status_code == 200:
+                result.latencies.append(took)
+            elif response.status_code == 429:
+                result.refusals.append(took)
+                retry_after = response.headers.get("retry-after")
+                if retry_after is None:
+                    result.retry_after_missing += 1
+                await asyncio.sleep(min(float(retry_after or 1), max(stop_at - time.perf_counter(), 0)))
+            else:
+                result.errors[f"{response.status_code}: {response.text[:120]}"] += 1
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(timeout=600, limits=limits) as http:
+    async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT_S, limits=limits) as http:
         started = time.perf_counter()
-        await asyncio.gather(*(client(http) for _ in range(concurrency)))
-        seconds = time.perf_counter() - started
-    return Result(concurrency, requests, failed, seconds, latencies, errors)
+        await asyncio.gather(*(client(http, started + seconds) for _ in range(concurrency)))
+        result.seconds = time.perf_counter() - started
+    return result
 
 
-def run_load(urls: dict[str, str], args) -> dict[str, dict[int, Result]]:
-    """Each concurrency level on each server in turn (baseline, then ray), so a change in the
-    machine's background load during the run hits both sides alike."""
-    for url in urls.values():
-        asyncio.run(measure(url, 4, args.warmup, args.max_tokens, args.temperature))  # imports, caches, batches
-    results: dict[str, dict[int, Result]] = {name: {} for name in urls}
+def run_load(name: str, url: str, args) -> dict[int, Result]:
+    asyncio.run(measure(url, 2, args.warmup_s, args.max_tokens))  # imports, caches, the rate estimate
+    results: dict[int, Result] = {}
     for concurrency in CONCURRENCY:
-        for name, url in urls.items():
-            requests = args.requests_per_client * concurrency
-            load = measure(url, concurrency, requests, args.max_tokens, args.temperature)
-            r = results[name][concurrency] = asyncio.run(load)
-            p50, p95 = r.percentile(0.5), r.percentile(0.95)
-            print(f"  {name} c={concurrency}: {r.rps:.2f} req/s, p50 {p50:.3f}s, p95 {p95:.3f}s, {r.failed} failed")
-            for error, count in r.errors.most_common(3):
-                print(f"    {count}x {error}")
+        r = results[concurrency] = asyncio.run(measure(url, concurrency, args.seconds, args.max_tokens))
+        p50, p95 = r.percentile(r.latencies, 0.5), r.percentile(r.latencies, 0.95)
+        print(
+            f"  {name} c={concurrency}: goodput {r.goodput:.3f}/s, {r.statuses.get(429, 0)} x 429, "
+            f"{r.server_errors} x 5xx/504, p50 {p50:.1f}s p95 {p95:.1f}s, "
+            f"refusal p95 {r.percentile(r.refusals, 0.95):.3f}s",
+            flush=True,
+        )
+        for error, count in r.errors.most_common(3):
+            print(f"    {count}x {error}")
     return results
+
+
+async def lone_latency(url: str, max_tokens: int, tries: int = 3) -> float:
+    lines = signature_lines()
+    took = []
+    async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT_S) as http:
+        for n in range(tries):
+            started = time.perf_counter()
+            response = await http.post(f"{url}/rag", json={"query": lines[n], "max_tokens": max_tokens})
+            response.raise_for_status()
+            took.append(time.perf_counter() - started)
+    return sorted(took)[len(took) // 2]
+
+
+async def after_abandoned_burst(url: str, max_tokens: int, burst: int = 64, hang_up_s: float = 5.0) -> float:
+    """A burst whose clients hang up after ``hang_up_s``; then a lone request's latency."""
+    lines = signature_lines()
+
+    async def impatient(http: httpx.AsyncClient, n: int) -> None:
+        with contextlib.suppress(httpx.TimeoutException):
+            await http.post(f"{url}/rag", json={"query": lines[n % len(lines)], "max_tokens": max_tokens})
+
+    limits = httpx.Limits(max_connections=burst, max_keepalive_connections=0)
+    async with httpx.AsyncClient(timeout=hang_up_s, limits=limits) as http:
+        await asyncio.gather(*(impatient(http, n) for n in range(burst)))
+    return await lone_latency(url, max_tokens, tries=1)
 
 
 def wait_healthy(url: str, timeout_s: float) -> None:
@@ -158,10 +216,9 @@ def ensure_weaviate(params, paths) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--max-tokens", type=int, default=16)
-    parser.add_argument("--temperature", type=float, help="default: serving.generation.default_temperature")
-    parser.add_argument("--requests-per-client", type=int, default=4, help="requests = this x concurrency")
-    parser.add_argument("--warmup", type=int, default=8)
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--seconds", type=float, default=60, help="per concurrency level and app")
+    parser.add_argument("--warmup-s", type=float, default=15)
     parser.add_argument("--baseline-server", type=str, help=argparse.SUPPRESS)  # internal: the child process
     args = parser.parse_args()
     if args.baseline_server:
@@ -180,28 +237,35 @@ def main() -> None:
     print(f"indexing the demo authors into {params.features.chunks_alias} ...")
     index_demo_authors(params, paths, work)
     models_dir = work / "models"  # an empty registry: the base model is served
+    results: dict[str, dict[int, Result]] = {}
     try:
+        ray_url = ops.start_local(
+            params,
+            paths,
+            port=free_port(),
+            app_args={"overrides": overrides, "models_dir": str(models_dir)},
+            single_replica=True,
+            log=lambda line: None,
+        )
+        try:
+            wait_healthy(ray_url, 300)
+            print("the Ray Serve app is up", flush=True)
+            results["ray"] = run_load("ray", ray_url, args)
+            unloaded = asyncio.run(lone_latency(ray_url, args.max_tokens))
+            after_burst = asyncio.run(after_abandoned_burst(ray_url, args.max_tokens))
+        finally:
+            ops.stop_local()
         port = free_port()
         spec = json.dumps({"port": port, "overrides": overrides, "models_dir": str(models_dir)})
         server = subprocess.Popen([sys.executable, __file__, "--baseline-server", spec])
         try:
-            ray_url = ops.start_local(
-                params,
-                paths,
-                port=free_port(),
-                app_args={"overrides": overrides, "models_dir": str(models_dir)},
-                single_replica=True,
-                log=lambda line: None,
-            )
-            urls = {"baseline": f"http://127.0.0.1:{port}", "ray": ray_url}
-            for url in urls.values():
-                wait_healthy(url, 300)
-            print("both up: baseline (single-process FastAPI) and the Ray Serve app")
-            results = run_load(urls, args)
+            base_url = f"http://127.0.0.1:{port}"
+            wait_healthy(base_url, 300)
+            print("the baseline (single-process FastAPI) is up", flush=True)
+            results["baseline"] = run_load("baseline", base_url, args)
         finally:
             server.terminate()
             server.wait(30)
-            ops.stop_local()
     finally:
         drop_index(params)
         if started_weaviate:
@@ -209,25 +273,47 @@ def main() -> None:
 
             stop_server(params, paths, log=lambda line: None)
 
+    report(params, args, results, unloaded, after_burst)
+
+
+def report(params, args, results: dict[str, dict[int, Result]], unloaded: float, after_burst: float) -> None:
     print()
-    temperature = params.serving.generation.default_temperature if args.temperature is None else args.temperature
-    cpus = os.cpu_count()
-    model = params.training.base_model
-    print(f"model: {model}, {args.max_tokens} new tokens per request, temperature {temperature}, {cpus} CPUs")
-    header = f"{'c':>3} | {'ray req/s':>9} {'p50 s':>7} {'p95 s':>7} | {'base req/s':>10} {'p50 s':>7} {'p95 s':>7} |"
-    print(header + f" {'throughput x':>12} {'p95 ratio':>9}")
-    print("-" * (len(header) + 23))
-    for c in CONCURRENCY:
-        ray_r, base_r = results["ray"][c], results["baseline"][c]
-        print(
-            f"{c:>3} | {ray_r.rps:>9.2f} {ray_r.percentile(0.5):>7.3f} {ray_r.percentile(0.95):>7.3f} | "
-            f"{base_r.rps:>10.2f} {base_r.percentile(0.5):>7.3f} {base_r.percentile(0.95):>7.3f} | "
-            f"{ray_r.rps / base_r.rps:>12.2f} {ray_r.percentile(0.95) / base_r.percentile(0.95):>9.2f}"
+    print(
+        f"model: {params.training.base_model}, /rag, {args.max_tokens} new tokens, {os.cpu_count()} CPUs, "
+        f"{args.seconds:g}s per level"
+    )
+    pct = Result.percentile
+    header = (
+        f"{'app':>8} {'c':>3} | {'goodput/s':>9} {'429':>5} {'5xx/504':>7} | {'p50 s':>6} {'p95 s':>6} | "
+        f"{'refusal p95 s':>13}"
+    )
+    print(header)
+    print("-" * len(header))
+    for name, by_c in results.items():
+        for c, r in by_c.items():
+            print(
+                f"{name:>8} {c:>3} | {r.goodput:>9.3f} {r.statuses.get(429, 0):>5} {r.server_errors:>7} | "
+                f"{pct(r.latencies, 0.5):>6.1f} {pct(r.latencies, 0.95):>6.1f} | {pct(r.refusals, 0.95):>13.3f}"
+            )
+    ray, base = results["ray"], results["baseline"]
+    best_low = max(ray[c].goodput for c in CONCURRENCY if c <= 8)
+    refusals = [t for r in ray.values() for t in r.refusals]
+    checks = {
+        "0 x 5xx/504 at every level (ray)": sum(r.server_errors for r in ray.values()) == 0,
+        f"goodput c=32 and c=64 >= 0.8x best c<=8 ({best_low:.3f}/s): "
+        f"{ray[32].goodput / best_low:.2f}x, {ray[64].goodput / best_low:.2f}x": min(ray[32].goodput, ray[64].goodput)
+        >= 0.8 * best_low,
+        f"refusals p95 < 1 s ({pct(refusals, 0.95):.3f}s), all with Retry-After": (
+            not refusals or pct(refusals, 0.95) < 1.0
         )
-    failed = {name: sum(r.failed for r in by_c.values()) for name, by_c in results.items()}
-    r32, b32 = results["ray"][32], results["baseline"][32]
-    verdict = r32.rps >= 2 * b32.rps and r32.percentile(0.95) <= b32.percentile(0.95)
-    print(f"failed requests: {failed}; target (>= 2x at c=32, p95 no worse): {'met' if verdict else 'MISSED'}")
+        and all(r.retry_after_missing == 0 for r in ray.values()),
+        f"goodput c=32 >= 2x baseline ({ray[32].goodput / max(base[32].goodput, 1e-9):.2f}x)": ray[32].goodput
+        >= 2 * base[32].goodput,
+        f"lone request after an abandoned burst <= 1.5x unloaded ({after_burst:.1f}s vs {unloaded:.1f}s: "
+        f"{after_burst / unloaded:.2f}x)": after_burst <= 1.5 * unloaded,
+    }
+    for check, ok in checks.items():
+        print(f"{'met   ' if ok else 'MISSED'} {check}")
 
 
 if __name__ == "__main__":

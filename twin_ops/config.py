@@ -331,7 +331,12 @@ class ServingBatchingParams(_Section):
     embed_max_batch_size: int = Field(ge=1)
     embed_wait_s: float = Field(ge=0)
     generate_max_batch_size: int = Field(ge=1)
+    generate_token_budget: int = Field(ge=1)
     generate_wait_s: float = Field(ge=0)
+
+
+class ServingAdmissionParams(_Section):
+    max_queued: int = Field(ge=1)
 
 
 class ServingTimeoutParams(_Section):
@@ -347,6 +352,7 @@ class ServingRayParams(_Section):
     num_cpus: int = Field(ge=1)
     object_store_mb: int = Field(ge=75)
     dashboard_port: int = Field(ge=1, le=65535)
+    metrics_export_port: int = Field(ge=1, le=65535)
 
 
 class ServingParams(_Section):
@@ -355,14 +361,15 @@ class ServingParams(_Section):
     host: str = Field(min_length=1)
     port: int = Field(ge=1, le=65535)
     author: str = Field(min_length=1)
-    model_name: str = Field(min_length=1)
     model_ref: str = Field(min_length=1)
+    max_twins_per_replica: int = Field(ge=1)
     device: str = Field(pattern=r"^(cpu|cuda|auto)$")
     torch_threads: int = Field(ge=1)
     smoke_query: str = Field(min_length=1)
     generation: ServingGenerationParams
     limits: ServingLimitsParams
     batching: ServingBatchingParams
+    admission: ServingAdmissionParams
     timeouts: ServingTimeoutParams
     ray: ServingRayParams
 

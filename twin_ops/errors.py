@@ -52,6 +52,14 @@ class RequestError(TwinOpsError):
         return (type(self), (self.message,))
 
 
+class MalformedRequest(RequestError):
+    """The body is not JSON at all."""
+
+    status = 400
+    kind = "invalid_request_error"
+    exit_code = 2
+
+
 class InvalidRequest(RequestError):
     status = 422
     kind = "invalid_request_error"
@@ -74,6 +82,22 @@ class NotFound(RequestError):
     status = 404
     kind = "not_found_error"
     exit_code = 2
+
+
+class TooManyRequests(RequestError):
+    """Refused at admission: the model could not answer before the request's deadline, or its queue
+    is full. ``retry_after`` (seconds) goes into the Retry-After header."""
+
+    status = 429
+    kind = "rate_limit_exceeded"
+    retryable = True
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def __reduce__(self):
+        return (type(self), (self.message, self.retry_after))
 
 
 class Unavailable(RequestError):

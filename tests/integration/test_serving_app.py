@@ -37,12 +37,20 @@ def tiny_registry(params: Params, tiny_model: Path, folder: Path) -> Path:
     from twin_ops.registry.store import Registry
 
     registry = Registry(folder / "models")
-    name = params.serving.model_name
+    name = twin(WREN)
     registry.register(name, params.training.base_model, merged_path=tiny_model)
     registry.promote(name, 1)
     other = build_tiny_model(folder / "tiny-1", str(tiny_model), seed=1)
     registry.register(name, params.training.base_model, merged_path=other)
+    # Juno's twin: v1 in production, v2 registered (the per-author swap and rollback test).
+    registry.register(twin(JUNO), params.training.base_model, merged_path=other)
+    registry.promote(twin(JUNO), 1)
+    registry.register(twin(JUNO), params.training.base_model, merged_path=tiny_model)
     return registry.root
+
+
+def twin(author: str) -> str:
+    return f"{author}-twin"
 
 
 @pytest.fixture(scope="module")
@@ -100,12 +108,12 @@ def signature(post: Path) -> tuple[str, str]:
 
 
 def test_openai_client_chat_answers_with_the_authors_sources(app):
-    url, params, _ = app
+    url, _, _ = app
     client = openai_client(url)
-    assert [model.id for model in client.models.list().data] == [params.serving.model_name]
+    assert {model.id for model in client.models.list().data} == {twin(WREN), twin(JUNO)}
     title, line = signature(wren_posts()[5])
     response = client.chat.completions.create(
-        model=params.serving.model_name, messages=[{"role": "user", "content": line}], max_tokens=MAX_TOKENS
+        model=twin(WREN), messages=[{"role": "user", "content": line}], max_tokens=MAX_TOKENS
     )
     choice = response.choices[0]
     assert isinstance(choice.message.content, str) and choice.finish_reason in {"stop", "length"}
@@ -113,14 +121,14 @@ def test_openai_client_chat_answers_with_the_authors_sources(app):
     sources = response.model_extra["sources"]
     assert title in [source["title"] for source in sources]
     assert all(source["url"].startswith("http://127.0.0.1:8000/posts/") for source in sources)
-    assert response.model_extra["model_version"] == f"{params.serving.model_name}:v1"
+    assert response.model_extra["model_version"] == f"{twin(WREN)}:v1"
 
 
 def test_openai_client_streams_tokens_as_server_sent_events(app):
-    url, params, _ = app
+    url, _, _ = app
     title, line = signature(wren_posts()[11])
     stream = openai_client(url).chat.completions.create(
-        model=params.serving.model_name,
+        model=twin(WREN),
         messages=[{"role": "user", "content": line}],
         max_tokens=MAX_TOKENS,
         stream=True,
@@ -133,7 +141,7 @@ def test_openai_client_streams_tokens_as_server_sent_events(app):
 
 
 def test_rag_over_plain_http_returns_answer_sources_and_model_version(app):
-    url, params, _ = app
+    url, _, _ = app
     title, line = signature(wren_posts()[20])
     response = httpx.post(f"{url}/rag", json={"query": line, "author": WREN, "k": 3}, headers=auth(), timeout=120)
     assert response.status_code == 200, response.text
@@ -142,7 +150,7 @@ def test_rag_over_plain_http_returns_answer_sources_and_model_version(app):
     assert isinstance(body["answer"], str)
     assert body["sources"][0]["title"] == title
     assert all(set(source) == {"title", "url", "score"} for source in body["sources"])
-    assert body["model_version"] == f"{params.serving.model_name}:v1"
+    assert body["model_version"] == f"{twin(WREN)}:v1"
 
 
 def test_self_query_takes_the_author_from_the_question(url):
@@ -171,7 +179,7 @@ def test_bad_requests_get_the_right_4xx_with_a_clear_message(app):
         "no API key": httpx.post(f"{url}/rag", json={"query": "bilge"}),
     }
     expected = {
-        "malformed JSON": (422, "invalid request"),
+        "malformed JSON": (400, "not valid JSON"),
         "missing query": (422, "query: Field required"),
         "oversized query": (413, f"the limit is {limits.max_query_chars}"),
         "k over the limit": (422, "k must be between 1 and"),
@@ -187,7 +195,7 @@ def test_bad_requests_get_the_right_4xx_with_a_clear_message(app):
         openai_client(url, key="wrong").models.list()
     with pytest.raises(openai.UnprocessableEntityError, match="max_tokens must be at most"):
         openai_client(url).chat.completions.create(
-            model=params.serving.model_name,
+            model=twin(WREN),
             messages=[{"role": "user", "content": "bilge"}],
             max_tokens=params.serving.generation.max_tokens_limit + 1,
         )
@@ -214,7 +222,7 @@ def test_the_gate_scores_exactly_the_prompt_the_app_serves(app, paths):
 
     url, served, models = app
     question = "How do you decide when a system is healthy?"
-    production = Registry(models).alias(served.serving.model_name, PRODUCTION)
+    production = Registry(models).alias(twin(WREN), PRODUCTION)
     contender = lm.from_version("candidate", production, paths.root, paths.cache)
     model = llm.load(contender.source, "cpu", llm.GenerationDefaults.from_params(served.llm))
     embedder = Embedder(served.features.embedding_model, "cpu", served.features.embedding_batch_size)
@@ -253,6 +261,111 @@ def test_query_command_prints_the_answer_and_its_sources(url, monkeypatch):
     monkeypatch.setenv("TWIN_OPS_API_KEY", "wrong")
     denied = CliRunner().invoke(cli, ["query", line, "--url", url])
     assert denied.exit_code == 1 and "401" in denied.output
+
+
+# --- every author's twin in one app -----------------------------------------------------------
+
+
+def _answer(url: str, author: str) -> dict:
+    line = signature((wren_posts() if author == WREN else juno_posts())[2])[1]
+    body = {"query": line, "author": author, "max_tokens": MAX_TOKENS, "temperature": 0}
+    response = httpx.post(f"{url}/rag", json=body, headers=auth(), timeout=120)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_two_authors_twins_one_swapped_and_rolled_back_the_other_untouched(app, paths):
+    """One app, two twins: each answers with its own version and sources; promoting Juno's v2
+    (what twin_training and twin_deploy call) swaps only Juno's, and a rollback restores exactly
+    Juno's previous version."""
+    from twin_ops.evaluation.promote import promote_and_serve, rollback_and_serve
+    from twin_ops.registry.store import Registry
+
+    url, params, models = app
+    wren, juno = _answer(url, WREN), _answer(url, JUNO)
+    assert (wren["model_version"], juno["model_version"]) == (f"{twin(WREN)}:v1", f"{twin(JUNO)}:v1")
+    juno_titles = {read_post(post)[0]["title"] for post in juno_posts()}
+    assert juno["author"] == JUNO and {s["title"] for s in juno["sources"]} <= juno_titles
+    assert wren["author"] == WREN and not {s["title"] for s in wren["sources"]} & juno_titles
+
+    registry = Registry(models)
+    serving = {"serve": True, "url": url, "api_key": API_KEY, "registry": registry}
+    promote_and_serve(twin(JUNO), params, paths, version=2, reason="test", **serving)
+    assert _answer(url, JUNO)["model_version"] == f"{twin(JUNO)}:v2"
+    assert _answer(url, WREN) == wren  # greedy: the very same answer, from the very same model
+
+    rollback_and_serve(twin(JUNO), params, paths, reason="test rollback", **serving)
+    assert registry.alias(twin(JUNO), "production").version == 1
+    assert _answer(url, JUNO)["model_version"] == f"{twin(JUNO)}:v1"
+    assert _answer(url, WREN) == wren
+
+
+def _generator_stats() -> dict:
+    from ray import serve
+
+    return serve.get_deployment_handle("Generator", "twin").stats.remote().result()
+
+
+def test_a_client_that_disconnects_stops_its_generation(url):
+    """Streaming and plain: a client that hangs up is dropped from the Generator's queue, or its
+    row leaves the running batch; the Generator's own counters show it. Other clients keep the
+    Generator busy meanwhile, so the two hang up while their rows wait or run."""
+    question = "Tell me everything about the yard."
+    before = _generator_stats()
+
+    async def scenario():
+        async with httpx.AsyncClient(timeout=120) as http:
+            body = {"query": question, "max_tokens": 120, "temperature": 0}
+            busy = [asyncio.create_task(http.post(f"{url}/rag", json=body, headers=auth())) for _ in range(6)]
+            await asyncio.sleep(0.5)
+            chat = {
+                "model": twin(WREN),
+                "messages": [{"role": "user", "content": question}],
+                "max_tokens": 120,
+                "temperature": 0,
+                "stream": True,
+            }
+            async with http.stream("POST", f"{url}/v1/chat/completions", json=chat, headers=auth()) as response:
+                assert response.status_code == 200
+                await anext(response.aiter_lines())  # admitted and started; then hang up
+            with contextlib.suppress(httpx.TimeoutException):  # a plain request, abandoned after 0.3 s
+                await http.post(f"{url}/rag", json=body, headers=auth(), timeout=0.3)
+            return [response.status_code for response in await asyncio.gather(*busy)]
+
+    assert asyncio.run(scenario()) == [200] * 6  # the others were served
+    deadline = time.monotonic() + 30
+    after = _generator_stats()
+    while after["cancelled"] - before["cancelled"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        after = _generator_stats()
+    assert after["cancelled"] - before["cancelled"] >= 2, (before, after)
+    assert after["completed"] - before["completed"] == 6, (before, after)
+
+
+def test_prometheus_metrics_show_the_counters_moving(app):
+    """The app's metrics on Ray's metrics export port (serving.ray.metrics_export_port)."""
+    import re
+
+    url, params, _ = app
+    metrics_url = f"http://127.0.0.1:{params.serving.ray.metrics_export_port}/metrics"
+
+    def requests_answered() -> float:
+        text = httpx.get(metrics_url, timeout=10).text
+        found = re.findall(
+            r'^ray_twin_requests_total\{[^}]*route="/rag"[^}]*status="200"[^}]*\} ([0-9.e+]+)$', text, re.M
+        )
+        return sum(float(value) for value in found)
+
+    before = requests_answered()
+    for _ in range(3):
+        _answer(url, WREN)
+    deadline = time.monotonic() + 60  # Ray exports custom metrics every few seconds
+    while requests_answered() < before + 3 and time.monotonic() < deadline:
+        time.sleep(2)
+    assert requests_answered() >= before + 3
+    text = httpx.get(metrics_url, timeout=10).text
+    for name in ("ray_twin_tokens_total", "ray_twin_queue_wait_seconds_bucket", "ray_twin_batch_rows_bucket"):
+        assert name in text, name
 
 
 # --- dependencies down: 503 with the reason ------------------------------------------------------
@@ -342,8 +455,8 @@ def down(app, paths):
     }
     down_params = load_params(paths.root / "params.yaml", overrides)
     registry = Registry(models.parent / "down-models")
-    broken = registry.register(served.serving.model_name, "base", merged_path=models.parent / "missing")
-    registry.promote(served.serving.model_name, broken.version)
+    broken = registry.register(twin(WREN), "base", merged_path=models.parent / "missing")
+    registry.promote(twin(WREN), broken.version)
     entry = ops.serve_config(
         down_params,
         paths,
@@ -465,6 +578,7 @@ def test_model_swap_under_load_drops_no_request(app, paths):
             ops.swap_model,
             params,
             paths,
+            twin(WREN),
             2,
             url=url,
             api_key=API_KEY,
@@ -476,10 +590,10 @@ def test_model_swap_under_load_drops_no_request(app, paths):
         return swap, await load
 
     swap, results = asyncio.run(scenario())
-    assert swap.model_version == f"{params.serving.model_name}:v2"
+    assert swap.model_version == f"{twin(WREN)}:v2"
     assert not _failed(results), _failed(results)[:3]
     served = Counter(r.json()["model_version"] for r in results)
-    assert set(served) == {f"{params.serving.model_name}:v1", f"{params.serving.model_name}:v2"}, served
+    assert set(served) == {f"{twin(WREN)}:v1", f"{twin(WREN)}:v2"}, served
     assert httpx.get(f"{url}/health", timeout=30).json()["model_version"] == swap.model_version
 
 
@@ -488,7 +602,7 @@ def test_a_swap_to_a_broken_version_is_undone_and_serving_goes_on(app, paths):
     from twin_ops.serving import ops
 
     url, params, models = app
-    broken = Registry(models).register(params.serving.model_name, "base", merged_path=models / "missing")
+    broken = Registry(models).register(twin(WREN), "base", merged_path=models / "missing")
 
     async def scenario():
         stop = asyncio.Event()
@@ -499,6 +613,7 @@ def test_a_swap_to_a_broken_version_is_undone_and_serving_goes_on(app, paths):
                     ops.swap_model,
                     params,
                     paths,
+                    twin(WREN),
                     broken.version,
                     url=url,
                     api_key=API_KEY,
@@ -513,7 +628,7 @@ def test_a_swap_to_a_broken_version_is_undone_and_serving_goes_on(app, paths):
     results = asyncio.run(scenario())
     assert results and not _failed(results)
     health = httpx.get(f"{url}/health", timeout=30).json()
-    assert health["model_version"] == f"{params.serving.model_name}:v2" and health["model_requested"] == "2"
+    assert health["model_version"] == f"{twin(WREN)}:v2" and health["model_requested"] == "2"
 
 
 def test_killing_the_generator_replica_under_load_loses_under_one_percent(url):

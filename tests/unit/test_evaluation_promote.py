@@ -28,13 +28,13 @@ def aliases(registry: Registry) -> dict[str, int]:
     return json.loads(registry.file.read_text())["models"][NAME]["aliases"]
 
 
-def failing_swap(params, paths, version, **_):
+def failing_swap(params, paths, name, version, **_):
     raise ServeFailed(f"smoke query came back without sources (v{version})")
 
 
-def working_swap(params, paths, version, **kwargs):
+def working_swap(params, paths, name, version, **kwargs):
     assert kwargs["models_dir"] == paths.models  # the swap reads the same registry
-    served = f"{NAME}:v{version}"
+    served = f"{name}:v{version}"
     return SwapResult(
         model_version=served, previous_user_config=None, seconds=0.1, smoke_answer="answer", smoke_sources=2
     )
@@ -74,7 +74,7 @@ def test_failing_first_promotion_leaves_no_production(tmp_path, params):
     registry = Registry(paths.models)
     registry.register(NAME, "base")
 
-    def unreachable(params, paths, version, **_):
+    def unreachable(params, paths, name, version, **_):
         raise ConnectionRefusedError("nothing listens on 127.0.0.1:9")
 
     with pytest.raises(PromotionFailed, match=r"ConnectionRefusedError.*production is unset"):

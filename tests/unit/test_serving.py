@@ -14,13 +14,13 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from twin_ops.errors import InvalidRequest, RequestError, RequestTooLarge, Unavailable
+from twin_ops.errors import InvalidRequest, RequestError, RequestTooLarge, TooManyRequests, Unavailable
 from twin_ops.features.search import SearchHit
-from twin_ops.llm.model import until_stop
+from twin_ops.llm import Sampling
+from twin_ops.llm.model import DecodeRow
 from twin_ops.rag import Passage, Retrieval, context_block
 from twin_ops.rag.retrieve import KnownAuthor, SearchPlan, detect_author, fuse
 from twin_ops.serving.api import create_api, sources_of
-from twin_ops.serving.batching import AdaptiveBatcher
 from twin_ops.serving.errors import as_serving_error
 from twin_ops.serving.records import (
     Generation,
@@ -68,8 +68,11 @@ class FakeBackend:
             raise self.fail
         yield StreamEnd("stop", 2)
 
-    async def health(self) -> Health:
-        model = ModelInfo("twin:v1", True, "cpu")
+    async def models(self) -> dict[str, str]:
+        return {"wren-halvorsen-twin": "twin:v1", "juno-marsh-twin": "base:tiny"}
+
+    async def health(self, model_id: str) -> Health:
+        model = ModelInfo("twin:v1", True, "cpu", model_id=model_id)
         if self.fail:
             return Health(False, model, self.fail.message, (self.fail.message,))
         return Health(True, model, "ok")
@@ -84,7 +87,7 @@ def auth() -> dict[str, str]:
 
 
 def chat(params, **extra) -> dict:
-    return {"model": params.serving.model_name, "messages": [{"role": "user", "content": "bilge?"}], **extra}
+    return {"model": "wren-halvorsen-twin", "messages": [{"role": "user", "content": "bilge?"}], **extra}
 
 
 # --- the API ------------------------------------------------------------------------------------
@@ -145,8 +148,21 @@ def test_an_error_mid_stream_is_reported_in_the_stream(params):
         ({"query": "x", "k": 10_000}, 422, "k must be between 1 and"),
         ({"query": "x", "max_tokens": 100_000}, 422, "max_tokens must be at most"),
         ({"query": "x" * 100_000}, 413, "the limit is"),
+        ({"query": "x", "temperature": False}, 422, "temperature: Input should be a valid number"),
+        ({"query": "x", "k": "3"}, 422, "k: Input should be a valid integer"),
+        ({"query": "x", "author": "nobody"}, 404, "model 'nobody-twin' not found"),
     ],
-    ids=["missing", "empty", "k-zero", "k-too-big", "max-tokens", "oversized"],
+    ids=[
+        "missing",
+        "empty",
+        "k-zero",
+        "k-too-big",
+        "max-tokens",
+        "oversized",
+        "bool-temperature",
+        "string-k",
+        "unknown-author",
+    ],
 )
 def test_invalid_rag_requests_get_a_4xx_with_a_clear_message(params, body, status, message):
     response = client_for(params).post("/rag", json=body, headers=auth())
@@ -157,7 +173,7 @@ def test_invalid_rag_requests_get_a_4xx_with_a_clear_message(params, body, statu
 def test_malformed_json_and_an_oversized_body_are_rejected(params):
     client = client_for(params)
     bad = client.post("/rag", content=b"{oops", headers={**auth(), "Content-Type": "application/json"})
-    assert bad.status_code == 422 and bad.json()["error"]["type"] == "invalid_request_error"
+    assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_request_error"
     huge = b'{"query": "' + b"x" * (params.serving.limits.max_body_bytes + 1) + b'"}'
     too_big = client.post("/rag", content=huge, headers={**auth(), "Content-Type": "application/json"})
     assert too_big.status_code == 413
@@ -179,7 +195,11 @@ def test_api_key_is_required_when_configured_and_never_for_health(params):
     for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": KEY}):
         response = client.get("/v1/models", headers=headers)
         assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
-    assert client.get("/v1/models", headers=auth()).json()["data"][0]["id"] == params.serving.model_name
+    listed = client.get("/v1/models", headers=auth()).json()["data"]
+    assert [(m["id"], m["model_version"]) for m in listed] == [
+        ("wren-halvorsen-twin", "twin:v1"),
+        ("juno-marsh-twin", "base:tiny"),
+    ]
     assert client.get("/health").status_code == 200
     assert client_for(params, key=None).get("/v1/models").status_code == 200  # no key configured: open
 
@@ -202,9 +222,35 @@ def test_a_hanging_dependency_times_out_with_504(params):
     assert time.monotonic() - started < 5
 
 
-def test_openapi_schema_lists_the_routes(params):
+def test_openapi_schema_lists_the_routes_and_every_status_they_return(params):
     schema = client_for(params).get("/openapi.json").json()
     assert {"/v1/chat/completions", "/v1/models", "/rag", "/health"} <= set(schema["paths"])
+    for path in ("/rag", "/v1/chat/completions"):
+        responses = schema["paths"][path]["post"]["responses"]
+        assert {"200", "400", "401", "404", "413", "422", "429", "503", "504"} <= set(responses), path
+        assert responses["429"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorBody"}
+        assert "Retry-After" in responses["429"]["headers"]
+
+
+def test_a_refused_admission_is_429_with_retry_after(params):
+    busy = TooManyRequests("wren-halvorsen-twin is busy", retry_after=7)
+    response = client_for(params, FakeBackend(fail=busy)).post("/rag", json={"query": "bilge"}, headers=auth())
+    assert response.status_code == 429 and response.headers["retry-after"] == "7"
+    assert response.json()["error"] == {"message": busy.message, "type": "rate_limit_exceeded", "code": 429}
+    assert pickle.loads(pickle.dumps(busy)).retry_after == 7  # crosses Ray processes intact
+
+
+def test_a_request_is_routed_to_its_authors_twin(params):
+    backend = FakeBackend()
+    client = client_for(params, backend)
+    assert (
+        client.post("/v1/chat/completions", json=chat(params, model="juno-marsh-twin"), headers=auth()).status_code
+        == 200
+    )
+    assert client.post("/rag", json={"query": "x", "author": "juno-marsh"}, headers=auth()).status_code == 200
+    assert client.post("/rag", json={"query": "x"}, headers=auth()).status_code == 200
+    assert [r.model for r in backend.requests] == ["juno-marsh-twin", "juno-marsh-twin", "wren-halvorsen-twin"]
+    assert all(r.deadline > time.time() for r in backend.requests)
 
 
 def test_sources_keep_the_best_chunk_per_article():
@@ -262,55 +308,22 @@ def test_context_keeps_ranked_passages_within_the_token_budget():
     assert context_block(passages, WordCounter(), budget=10) == ("", 0)  # no room for a useful scrap
 
 
-def test_generation_stops_at_eos_or_max_tokens():
-    assert until_stop([5, 6, 2, 7], [2], 10) == ([5, 6], "stop")
-    assert until_stop([5, 6, 7, 8], [2], 3) == ([5, 6, 7], "length")
-
-
-# --- the batcher --------------------------------------------------------------------------------
-
-
-def test_batches_grow_with_the_load_and_keep_each_callers_result():
-    def run(batch: list[int]) -> list[int]:
-        time.sleep(0.2)  # the model at work; meanwhile more requests arrive
-        return [item * 10 for item in batch]
-
-    async def scenario():
-        batcher = AdaptiveBatcher(run, max_size=8)
-        first = asyncio.create_task(batcher.submit(0))
-        await asyncio.sleep(0.05)
-        rest = [asyncio.create_task(batcher.submit(n)) for n in range(1, 11)]
-        return await first, await asyncio.gather(*rest), list(batcher.sizes)
-
-    first, rest, sizes = asyncio.run(scenario())
-    assert first == 0 and rest == [n * 10 for n in range(1, 11)]
-    assert sizes == [1, 8, 2]  # a lone request goes at once; the others share batches (max 8)
-
-
-def test_a_failed_batch_fails_its_callers_and_a_cancelled_caller_is_skipped():
-    seen: list[list[str]] = []
-
-    def run(batch: list[str]) -> list[str]:
-        seen.append(batch)
-        if "bad" in batch:
-            raise RuntimeError("model crashed")
-        time.sleep(0.1)
-        return batch
-
-    async def scenario():
-        batcher = AdaptiveBatcher(run, max_size=4)
-        with pytest.raises(RuntimeError, match="model crashed"):
-            await batcher.submit("bad")
-        busy = asyncio.create_task(batcher.submit("a"))
-        await asyncio.sleep(0.02)
-        gone = asyncio.create_task(batcher.submit("gone"))
-        kept = asyncio.create_task(batcher.submit("b"))
-        await asyncio.sleep(0)
-        gone.cancel()
-        return await busy, await kept
-
-    assert asyncio.run(scenario()) == ("a", "b")
-    assert seen == [["bad"], ["a"], ["b"]]
+def test_a_row_ends_at_eos_max_tokens_or_when_told_to_stop():
+    stop = DecodeRow((1,), Sampling(max_tokens=10, temperature=0, top_p=1))
+    for token in (5, 6, 2, 7):
+        if stop.finish_reason is None:
+            stop.take(token, [2])
+    assert (stop.tokens, stop.finish_reason) == ([5, 6], "stop")
+    length = DecodeRow((1,), Sampling(max_tokens=3, temperature=0, top_p=1))
+    for token in (5, 6, 7):
+        length.take(token, [2])
+    assert (length.tokens, length.finish_reason) == ([5, 6, 7], "length")
+    seen: list[int] = []
+    told = DecodeRow(
+        (1,), Sampling(max_tokens=10, temperature=0, top_p=1), on_token=seen.append, should_stop=lambda: bool(seen)
+    )
+    told.take(9, [2])
+    assert (seen, told.finish_reason) == ([9], "cancelled")
 
 
 # --- errors and the Serve config ---------------------------------------------------------------

@@ -3,14 +3,18 @@ model is served, batched generation equal to one-at-a-time, streaming, and the c
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pytest
 
-from twin_ops.errors import InvalidRequest
+from twin_ops.errors import InvalidRequest, TooManyRequests
 from twin_ops.llm import ModelSource, Sampling
 from twin_ops.rag import Passage
 from twin_ops.registry.store import Registry, RegistryError
-from twin_ops.serving.generation import TextGenerator, choose_model, generate_requests
-from twin_ops.serving.records import GenerationRequest, StreamEnd
+from twin_ops.serving.generation import TextGenerator, choose_model, default_twin, generate_with, stream_with
+from twin_ops.serving.records import GenerationRequest, StreamEnd, StreamStart
+from twin_ops.serving.scheduler import Scheduler
 
 GREEDY = Sampling(max_tokens=6, temperature=0.0, top_p=1.0)
 
@@ -28,43 +32,136 @@ def request(question: str, passages: int = 2, sampling: Sampling = GREEDY) -> Ge
     return GenerationRequest(messages=(("user", question),), passages=context, sampling=sampling)
 
 
+def scheduler(**limits) -> Scheduler:
+    settings = {"token_budget": 4096, "max_rows": 8, "max_queued": 16, **limits}
+    return Scheduler(**settings)
+
+
+def submit_to(queue: Scheduler, deadline_s: float = 60.0):
+    def submit(generator, row, request):
+        ticket = queue.admit(generator, row, time.monotonic() + deadline_s, "tiny")
+        return ticket.done, ticket.cancel
+
+    return submit
+
+
 def test_a_batch_gives_each_request_what_it_gets_alone(generator):
     # Different prompt lengths: left padding must not change any row's greedy output.
     requests = [request("Why?", 0), request("What about the bilge pump on a wet night?", 3), request("And?", 1)]
-    alone = [generate_requests([(generator, r)])[0] for r in requests]
-    together = generate_requests([(generator, r) for r in requests])
-    assert [g.text for g in together] == [g.text for g in alone]
-    assert [g.context_used for g in together] == [0, 3, 1]
-    assert all(0 < g.completion_tokens <= GREEDY.max_tokens and g.model_version == "tiny" for g in together)
+    alone = [generator.generate_alone(r) for r in requests]
+
+    async def together():
+        queue = scheduler(gather_s=0.05)  # the burst arrives within the gather window: one batch
+        results = await asyncio.gather(*(generate_with(submit_to(queue), generator, r) for r in requests))
+        return results, list(queue.batch_sizes)
+
+    results, sizes = asyncio.run(together())
+    assert [g.text for g in results] == [g.text for g in alone]
+    assert sizes == [3]
+    assert [g.context_used for g in results] == [0, 3, 1]
+    assert all(0 < g.completion_tokens <= GREEDY.max_tokens and g.model_version == "tiny" for g in results)
+
+
+def test_batches_are_bounded_by_their_token_budget(generator):
+    requests = [request(f"Question {n} about the bilge?", 2) for n in range(4)]
+    cost = len(generator.prepare(requests[0]).input_ids) + GREEDY.max_tokens
+
+    async def run():
+        queue = scheduler(gather_s=0.05, token_budget=2 * cost + 2)  # room for two rows a batch
+        await asyncio.gather(*(generate_with(submit_to(queue), generator, r) for r in requests))
+        return list(queue.batch_sizes)
+
+    assert asyncio.run(run()) == [2, 2]
 
 
 def test_a_request_that_cannot_be_prepared_fails_alone(generator):
     too_long = Sampling(max_tokens=generator.max_positions, temperature=0.0, top_p=1.0)
-    results = generate_requests([(generator, request("fine")), (generator, request("too long", sampling=too_long))])
-    assert results[0].text is not None
-    assert isinstance(results[1], InvalidRequest) and "exceeds the model's context" in results[1].message
+
+    async def run():
+        queue = scheduler()
+        return await asyncio.gather(
+            generate_with(submit_to(queue), generator, request("fine")),
+            generate_with(submit_to(queue), generator, request("too long", sampling=too_long)),
+            return_exceptions=True,
+        )
+
+    fine, failed = asyncio.run(run())
+    assert fine.text is not None
+    assert isinstance(failed, InvalidRequest) and "exceeds the model's context" in failed.message
 
 
 def test_streaming_yields_the_same_text_piece_by_piece(generator):
-    prepared = generator.prepare(request("Tell me about the bilge."))
-    events = list(generator.stream(prepared))
-    assert isinstance(events[-1], StreamEnd) and events[-1].completion_tokens <= GREEDY.max_tokens
-    streamed = "".join(event for event in events[:-1])
-    assert streamed.strip() == generator.generate_batch([prepared])[0].text
+    async def run():
+        return [
+            event async for event in stream_with(submit_to(scheduler()), generator, request("Tell me about the bilge."))
+        ]
+
+    events = asyncio.run(run())
+    assert isinstance(events[0], StreamStart) and isinstance(events[-1], StreamEnd)
+    assert events[-1].completion_tokens <= GREEDY.max_tokens
+    streamed = "".join(event for event in events[1:-1])
+    assert streamed.strip() == generator.generate_alone(request("Tell me about the bilge.")).text
 
 
-def test_closing_a_stream_early_stops_the_generation(generator):
-    long = Sampling(max_tokens=200, temperature=0.0, top_p=1.0)
-    prepared = generator.prepare(request("Go on.", sampling=long))
-    before = generator.llm.streamed_tokens
-    whole = list(generator.stream(prepared))  # read to the end: how long this answer runs
-    full_steps = generator.llm.streamed_tokens - before
-    assert isinstance(whole[-1], StreamEnd) and full_steps >= 50
-    before = generator.llm.streamed_tokens
-    stream = generator.stream(prepared)
-    next(stream)
-    stream.close()  # the client went away: the generation must stop, not run its 200 tokens
-    assert generator.llm.streamed_tokens - before < full_steps // 2
+LONG = Sampling(max_tokens=200, temperature=0.0, top_p=1.0)
+
+
+def test_a_caller_that_goes_away_stops_its_row_and_the_others_go_on(generator):
+    """Plain and streaming: a cancelled call's row leaves the running batch at the next step."""
+
+    async def run():
+        queue = scheduler(gather_s=0.05)
+        kept = asyncio.create_task(generate_with(submit_to(queue), generator, request("Go on.", sampling=LONG)))
+        gone = asyncio.create_task(generate_with(submit_to(queue), generator, request("And on.", sampling=LONG)))
+        stream = stream_with(submit_to(queue), generator, request("Stream on.", sampling=LONG))
+        await anext(stream)  # StreamStart: admitted
+        await asyncio.sleep(0.3)  # the batch is decoding
+        gone.cancel()
+        await stream.aclose()  # the streaming client went away
+        answer = await kept
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+        return answer, queue.counters
+
+    answer, counters = asyncio.run(run())
+    assert answer.completion_tokens > 0 and answer.finish_reason in ("stop", "length")
+    assert counters.cancelled == 2 and counters.stopped_rows == 2 and counters.completed == 1
+    # The two abandoned rows stopped early: far fewer tokens than 3 full answers.
+    assert counters.decoded_tokens < answer.completion_tokens + LONG.max_tokens
+
+
+def test_an_overloaded_scheduler_refuses_at_once_with_retry_after_then_admits_again(generator):
+    async def run():
+        queue = scheduler(max_queued=64)
+        queue.seed(generator.warm_up())
+        # A deadline with room for about three such requests at the measured rate: a burst overflows it.
+        deadline_s = queue.estimate_s(len(generator.prepare(request("Go on.")).input_ids), 8) * 3
+        short = Sampling(max_tokens=8, temperature=0.0, top_p=1.0)
+        burst = [
+            generate_with(submit_to(queue, deadline_s), generator, request("Go on.", sampling=short)) for _ in range(40)
+        ]
+        results = await asyncio.gather(*burst, return_exceptions=True)
+        again = await generate_with(submit_to(queue, deadline_s), generator, request("Go on.", sampling=short))
+        return queue.counters, results, again
+
+    counters, results, again = asyncio.run(run())
+    refused = [r for r in results if isinstance(r, TooManyRequests)]
+    assert counters.refused >= 1 and refused and all(r.retry_after >= 1 and r.status == 429 for r in refused)
+    assert not [r for r in results if isinstance(r, Exception) and not isinstance(r, TooManyRequests)]
+    assert again.completion_tokens > 0  # the queue drained: admitted again
+
+
+def test_a_full_queue_refuses_the_next_request(generator):
+    async def run():
+        queue = scheduler(max_queued=1)
+        first = asyncio.ensure_future(generate_with(submit_to(queue), generator, request("one", sampling=LONG)))
+        second = asyncio.ensure_future(generate_with(submit_to(queue), generator, request("two", sampling=LONG)))
+        third = asyncio.ensure_future(generate_with(submit_to(queue), generator, request("three", sampling=LONG)))
+        return await asyncio.gather(first, second, third, return_exceptions=True)
+
+    outcomes = asyncio.run(run())
+    assert sum(isinstance(o, TooManyRequests) for o in outcomes) == 1
+    assert any("queue is full" in o.message for o in outcomes if isinstance(o, TooManyRequests))
 
 
 def test_the_context_goes_into_the_last_user_turn_within_the_budget(params, generator):
@@ -76,19 +173,19 @@ def test_the_context_goes_into_the_last_user_turn_within_the_budget(params, gene
 
 
 def test_production_alias_picks_the_model_and_only_a_missing_production_falls_back(params, paths, tiny_model, tmp_path):
-    name = params.serving.model_name
+    name = default_twin(params)
     registry = Registry(tmp_path / "models")
-    fallback = choose_model(params, paths.root, registry.root, paths.cache, "production")
+    fallback = choose_model(params, name, paths.root, registry.root, paths.cache, "production")
     assert fallback.label == f"base:{params.training.base_model}"
     registry.register(name, "base", merged_path=tiny_model)
     registry.promote(name)
-    chosen = choose_model(params, paths.root, registry.root, paths.cache, "production")
+    chosen = choose_model(params, name, paths.root, registry.root, paths.cache, "production")
     assert chosen == ModelSource(label=f"{name}:v1", path=str(tiny_model))
     with pytest.raises(RegistryError):  # an explicit version is never silently replaced
-        choose_model(params, paths.root, registry.root, paths.cache, "7")
+        choose_model(params, name, paths.root, registry.root, paths.cache, "7")
     registry.register(name, "base", merged_path=tmp_path / "deleted")
     with pytest.raises(RegistryError, match="neither its merged model nor its adapter"):
-        choose_model(params, paths.root, registry.root, paths.cache, "2")
+        choose_model(params, name, paths.root, registry.root, paths.cache, "2")
 
 
 def test_an_adapter_version_is_loaded_on_its_base_and_merged(params, paths, tiny_model, tmp_path):
@@ -100,12 +197,13 @@ def test_an_adapter_version_is_loaded_on_its_base_and_merged(params, paths, tiny
     lora = LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
     get_peft_model(load_model(str(tiny_model), "cpu"), lora).save_pretrained(adapter)
     registry = Registry(tmp_path / "models")
-    registry.register(params.serving.model_name, str(tiny_model), adapter_path=adapter)
-    choice = choose_model(params, paths.root, registry.root, paths.cache, "1")
+    name = default_twin(params)
+    registry.register(name, str(tiny_model), adapter_path=adapter)
+    choice = choose_model(params, name, paths.root, registry.root, paths.cache, "1")
     assert choice.path == str(tiny_model) and choice.adapter == str(adapter)
     loaded = TextGenerator(params, choice, "cpu")
     assert not hasattr(loaded.model, "peft_config")  # merged: plain model at inference
-    assert generate_requests([(loaded, request("Why?"))])[0].completion_tokens > 0
+    assert loaded.generate_alone(request("Why?")).completion_tokens > 0
 
 
 def test_a_configured_cross_encoder_reorders_the_passages(params, tmp_path):
@@ -138,3 +236,14 @@ def test_a_configured_cross_encoder_reorders_the_passages(params, tmp_path):
     assert sorted(p.chunk_id for p in reranked) == [p.chunk_id for p in passages]
     assert [p.score for p in reranked] == sorted((p.score for p in reranked), reverse=True)
     assert {p.score for p in reranked} != {p.score for p in passages}  # the cross-encoder's scores
+
+
+def test_the_app_serves_a_twin_per_known_author(params, paths):
+    from twin_ops.serving.generation import Catalog, twin_names
+
+    names = twin_names(params, paths.root)
+    assert names["wren-halvorsen-twin"] == "wren-halvorsen" and names["juno-marsh-twin"] == "juno-marsh"
+    assert default_twin(params) == "wren-halvorsen-twin"
+    versions = Catalog(params, paths.root, paths.root / "no-registry", paths.cache).versions()
+    assert set(versions) == set(names)  # no registry yet: every twin is the base model
+    assert all(label == f"base:{params.training.base_model}" for label in versions.values())

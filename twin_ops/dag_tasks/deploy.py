@@ -23,9 +23,8 @@ def deploy(author_id: str, action: str, version: int | None) -> Promoted:
         raise StageFailed(f"action must be one of {', '.join(ACTIONS)} (got {action!r})")
     params, paths, settings = load()
     name = model_name(params, author_id)
-    served = name == params.serving.model_name  # the app serves one twin; others move in the registry only
-    url = serve_url(params)
-    serving = {"serve": served, "url": url if served else None, "api_key": settings.twin_ops_api_key}
+    url = serve_url(params)  # the app serves every author's twin: this one swaps, the others keep serving
+    serving = {"serve": True, "url": url, "api_key": settings.twin_ops_api_key}
     # RegistryError (nothing to roll back to, unknown version); PromotionFailed (registry restored)
     if action == "rollback":
         result = rollback_and_serve(name, params, paths, reason="rollback by twin_deploy", **serving)
@@ -37,6 +36,6 @@ def deploy(author_id: str, action: str, version: int | None) -> Promoted:
         model_name=name,
         version=result.promoted.version,
         replaced=result.replaced,
-        endpoint=url if served else None,
+        endpoint=url,
         model_version=result.swap.model_version if result.swap else None,
     )

@@ -88,7 +88,7 @@ class Promoted(_XCom):
     model_name: str
     version: int
     replaced: int | None
-    endpoint: str | None  # None: the app serves another twin, only the registry moved
+    endpoint: str  # the app that serves the twin now (every author's twin is served)
     model_version: str | None
 
 

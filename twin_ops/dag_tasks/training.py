@@ -165,20 +165,16 @@ def promote(run: RunSpec, evaluation: EvaluationSummary) -> Promoted:
 
     params, paths, _ = load(run.overrides)
     decision = GateDecision.load(Path(evaluation.decision_file))
-    # The app serves one twin (serving.model_name); another author's twin is promoted in the
-    # registry only, and served by an app configured for it.
-    served = decision.model_name == params.serving.model_name
+    # The app serves every author's twin: the promoted one swaps, the others keep serving.
     url = serve_url(params)
     # PromotionFailed; RegistryError when production moved since the gate looked
-    result = promote_from_decision(
-        decision, params, paths, serve=served, url=url if served else None, api_key=Settings().twin_ops_api_key
-    )
+    result = promote_from_decision(decision, params, paths, serve=True, url=url, api_key=Settings().twin_ops_api_key)
     log.info(result.line())
     return Promoted(
         model_name=result.name,
         version=result.promoted.version,
         replaced=result.replaced,
-        endpoint=url if served else None,
+        endpoint=url,
         model_version=result.swap.model_version if result.swap else None,
     )
 
@@ -190,9 +186,6 @@ def smoke_query(run: RunSpec, promoted: Promoted) -> SmokeAnswer:
     from twin_ops.serving.client import TwinClient
 
     params, _, _ = load(run.overrides)
-    if promoted.endpoint is None:
-        log.info("smoke query: skipped, the app serves %s, not %s", params.serving.model_name, promoted.model_name)
-        return SmokeAnswer(model_version=None, answer=None, sources=[])
     client = TwinClient(promoted.endpoint, Settings().twin_ops_api_key)
     answer = client.rag(params.serving.smoke_query, author=run.author, max_tokens=32)
     expected = f"{promoted.model_name}:v{promoted.version}"

@@ -37,6 +37,14 @@ def model_name(params: Params, author_id: str) -> str:
     return params.evaluation.model_name.format(author=author_id)
 
 
+def author_of(params: Params, name: str) -> str | None:
+    """The author whose twin ``name`` is (the inverse of model_name), or None."""
+    prefix, _, suffix = params.evaluation.model_name.partition("{author}")
+    if name.startswith(prefix) and name.endswith(suffix) and len(name) > len(prefix) + len(suffix):
+        return name[len(prefix) : len(name) - len(suffix)]
+    return None
+
+
 def fingerprint(folder: Path) -> str:
     """sha256 over the weights (names and contents) of the merged model and adapter."""
     digest = hashlib.sha256()

@@ -32,6 +32,7 @@ class Swap(Protocol):
         self,
         params: Params,
         paths: Paths,
+        name: str,
         version: int,
         *,
         url: str | None,
@@ -92,7 +93,7 @@ def promote_and_serve(
         from twin_ops.serving.ops import swap_model as swap
     try:
         swapped = swap(
-            params, paths, promoted.version, url=url, api_key=api_key, models_dir=registry.root, log=log.info
+            params, paths, name, promoted.version, url=url, api_key=api_key, models_dir=registry.root, log=log.info
         )
     except Exception as exc:  # whatever broke the swap, production must not point at it
         registry.restore(

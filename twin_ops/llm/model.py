@@ -9,9 +9,9 @@ Blocking code (torch): the Ray Generator and the one-process server call it from
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from twin_ops.llm.resolve import ModelSource
 
@@ -47,6 +47,44 @@ class Completion:
     finish_reason: str  # "stop" (an end-of-sequence token) or "length" (max_tokens reached)
 
 
+@dataclass
+class DecodeRow:
+    """One prompt being generated: its tokens so far, and when (and why) it ended."""
+
+    prompt: tuple[int, ...]
+    sampling: Sampling
+    on_token: Callable[[int], None] | None = None  # called with each new token (streaming)
+    should_stop: Callable[[], bool] | None = None  # True: leave the batch now (cancelled, deadline)
+    tokens: list[int] = field(default_factory=list)
+    finish_reason: str | None = None  # "stop" (end-of-sequence), "length" (max_tokens), "cancelled"
+
+    def take(self, token: int, eos_ids: Sequence[int]) -> None:
+        if token in eos_ids:
+            self.finish_reason = "stop"
+            return
+        self.tokens.append(token)
+        if self.on_token is not None:
+            self.on_token(token)
+        if len(self.tokens) >= self.sampling.max_tokens:
+            self.finish_reason = "length"
+        elif self.should_stop is not None and self.should_stop():
+            self.finish_reason = "cancelled"
+
+    def completion(self, model: LoadedModel) -> Completion:
+        return Completion(tuple(self.tokens), model.decode(self.tokens), self.finish_reason or "length")
+
+
+@dataclass
+class DecodeTiming:
+    """Where a decode call spent its time: the scheduler's service-rate estimate reads it."""
+
+    prefill_s: float = 0.0
+    prefill_tokens: int = 0
+    decode_s: float = 0.0
+    steps: int = 0  # forward passes after the prefill
+    row_steps: int = 0  # tokens decoded, all rows together
+
+
 class LoadedModel:
     """Tokenizer + model in eval mode. Thread-safe for concurrent calls (inference only)."""
 
@@ -59,7 +97,6 @@ class LoadedModel:
         self.max_positions = int(getattr(model.config, "max_position_embeddings", 2048))
         self.eos_ids = _eos_ids(tokenizer, model)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
-        self.streamed_tokens = 0  # decode steps run by stream() in this process: shows a closed stream stopped
 
     # --- text and tokens ------------------------------------------------------------------------
 
@@ -82,94 +119,117 @@ class LoadedModel:
 
     # --- generation -----------------------------------------------------------------------------
 
-    def _generate_kwargs(self, sampling: Sampling, pad_lengths: Sequence[int]) -> dict:
-        from transformers import LogitsProcessorList
-
-        kwargs: dict = {"pad_token_id": self.pad_id, "eos_token_id": self.eos_ids}
-        if sampling.temperature <= 0:
-            kwargs["do_sample"] = False
-        else:
-            kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p)
-        if self.defaults.no_repeat_ngram_size > 0:
-            # Safe with left padding: an n-gram that contains padding never matches generated text.
-            kwargs["no_repeat_ngram_size"] = self.defaults.no_repeat_ngram_size
-        if self.defaults.repetition_penalty != 1.0:
-            penalty = _RowRepetitionPenalty(self.defaults.repetition_penalty, list(pad_lengths))
-            kwargs["logits_processor"] = LogitsProcessorList([penalty])
-        return kwargs
-
     def generate(self, prompts: Sequence[Sequence[int]], sampling: Sequence[Sampling]) -> list[Completion]:
-        """One forward pass per step for the whole batch (left-padded), then each row cut at its own
-        end-of-sequence and max_tokens. All rows must share temperature and top_p."""
+        """One batched generation (see ``generate_rows``); each row is cut at its own end-of-sequence and
+        max_tokens. Rows may differ in temperature and top_p."""
+        rows = [DecodeRow(tuple(ids), rule) for ids, rule in zip(prompts, sampling, strict=True)]
+        self.generate_rows(rows)
+        return [row.completion(self) for row in rows]
+
+    def generate_rows(self, rows: Sequence[DecodeRow], timing: DecodeTiming | None = None) -> None:
+        """Generate every row to its end, one forward pass per step for the rows still running.
+
+        The project's own loop over the KV cache rather than ``model.generate``: a row leaves the
+        batch the moment it ends (end-of-sequence, max_tokens, or ``row.should_stop()`` — its
+        client went away or its deadline passed), so the others stop paying for it, and each row
+        hands its tokens to ``row.on_token`` as they come (streaming). Left padding, per-row
+        positions and a per-row repetition penalty make a padded row generate what it does alone.
+        """
         import torch
 
-        if not prompts:
-            return []
-        longest = max(len(ids) for ids in prompts)
-        pads = [longest - len(ids) for ids in prompts]
-        rows = [[self.pad_id] * pad + list(ids) for pad, ids in zip(pads, prompts, strict=True)]
-        mask = [[0] * pad + [1] * len(ids) for pad, ids in zip(pads, prompts, strict=True)]
+        active = [row for row in rows if row.finish_reason is None]
+        if not active:
+            return
+        timing = timing if timing is not None else DecodeTiming()
         device = self.model.device
+        longest = max(len(row.prompt) for row in active)
+        pads = [longest - len(row.prompt) for row in active]
+        ids = torch.tensor(
+            [[self.pad_id] * pad + list(row.prompt) for pad, row in zip(pads, active, strict=True)], device=device
+        )
+        mask = torch.tensor(
+            [[0] * pad + [1] * len(row.prompt) for pad, row in zip(pads, active, strict=True)], device=device
+        )
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        # What the repetition penalty looks at: each row's own tokens, its padding replaced by a token
+        # the row holds anyway (so padding never penalises anything).
+        first_real = ids.gather(1, torch.tensor(pads, device=device)[:, None])
+        seen = torch.where(mask.bool(), ids, first_real)
+        started = time.perf_counter()
         with torch.inference_mode():
-            output = self.model.generate(
-                input_ids=torch.tensor(rows, device=device),
-                attention_mask=torch.tensor(mask, device=device),
-                max_new_tokens=max(s.max_tokens for s in sampling),
-                **self._generate_kwargs(sampling[0], pads),
+            out = self.model(
+                input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1
             )
-        completions = []
-        for row, rule in zip(output[:, longest:].tolist(), sampling, strict=True):
-            tokens, reason = until_stop(row, self.eos_ids, rule.max_tokens)
-            completions.append(Completion(tuple(tokens), self.decode(tokens), reason))
-        return completions
+            timing.prefill_s += time.perf_counter() - started
+            timing.prefill_tokens += sum(len(row.prompt) for row in active)
+            cache, logits = out.cache, out.logits[:, -1, :].float()
+            last_position = positions[:, -1]
+            while True:
+                step = time.perf_counter()
+                tokens = self._pick(self._penalise(logits, seen, active), [row.sampling for row in active])
+                for row, token in zip(active, tokens.tolist(), strict=True):
+                    row.take(token, self.eos_ids)
+                keep = [index for index, row in enumerate(active) if row.finish_reason is None]
+                timing.steps += 1
+                timing.row_steps += len(active)
+                if not keep:
+                    timing.decode_s += time.perf_counter() - step
+                    break
+                if len(keep) < len(active):  # finished rows leave the batch and its KV cache
+                    index = torch.tensor(keep, device=device)
+                    cache.batch_select_indices(index)
+                    mask, seen, tokens, last_position = mask[index], seen[index], tokens[index], last_position[index]
+                    active = [active[i] for i in keep]
+                mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
+                seen = torch.cat([seen, tokens[:, None]], dim=1)
+                last_position = last_position + 1
+                out = self.model(
+                    input_ids=tokens[:, None],
+                    attention_mask=mask,
+                    position_ids=last_position[:, None],
+                    cache=cache,
+                    use_cache=True,
+                )
+                cache, logits = out.cache, out.logits[:, -1, :].float()
+                timing.decode_s += time.perf_counter() - step
 
-    def stream(self, prompt: Sequence[int], sampling: Sampling, timeout_s: float) -> Iterator[str | Completion]:
-        """Text pieces as the model writes them, then the Completion. Closing the iterator early
-        (the client went away) stops the generation at the next token."""
+    def _penalise(self, logits, seen, rows: Sequence[DecodeRow]):
+        """transformers' repetition penalty and no-repeat n-grams, over each row's own tokens."""
         import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
-        stop = threading.Event()
-        loaded = self
+        penalty = self.defaults.repetition_penalty
+        if penalty != 1.0:
+            picked = logits.gather(1, seen)
+            picked = torch.where(picked < 0, picked * penalty, picked / penalty)
+            logits = logits.scatter(1, seen, picked)
+        size = self.defaults.no_repeat_ngram_size
+        if size > 0:
+            for index, row in enumerate(rows):
+                banned = _banned_by_ngrams(list(row.prompt) + row.tokens, size)
+                if banned:
+                    logits[index, banned] = -float("inf")
+        return logits
 
-        class _Stop(StoppingCriteria):
-            def __call__(self, input_ids, scores, **kwargs) -> bool:
-                loaded.streamed_tokens += 1
-                return stop.is_set()
+    @staticmethod
+    def _pick(logits, sampling: Sequence[Sampling]):
+        """The next token of each row: argmax for greedy rows (temperature 0), else sampled with the
+        row's own temperature and top-p (nucleus), as transformers' warpers do."""
+        import torch
 
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=timeout_s)
-        outcome: dict = {}
-        device = self.model.device
-
-        def run() -> None:
-            try:
-                with torch.inference_mode():
-                    outcome["output"] = self.model.generate(
-                        input_ids=torch.tensor([list(prompt)], device=device),
-                        attention_mask=torch.ones((1, len(prompt)), dtype=torch.long, device=device),
-                        max_new_tokens=sampling.max_tokens,
-                        streamer=streamer,
-                        stopping_criteria=StoppingCriteriaList([_Stop()]),
-                        **self._generate_kwargs(sampling, [0]),
-                    )
-            except Exception as exc:  # reported to the reader below, not lost in the thread
-                outcome["error"] = exc
-                streamer.end()
-
-        worker = threading.Thread(target=run, name="twin-stream", daemon=True)
-        worker.start()
-        try:
-            for piece in streamer:
-                if piece:
-                    yield piece
-        finally:
-            stop.set()
-            worker.join(timeout_s)
-        if "error" in outcome:
-            raise outcome["error"]
-        row = outcome["output"][0, len(prompt) :].tolist()
-        tokens, reason = until_stop(row, self.eos_ids, sampling.max_tokens)
-        yield Completion(tuple(tokens), self.decode(tokens), reason)
+        greedy = logits.argmax(dim=-1)
+        if all(rule.temperature <= 0 for rule in sampling):
+            return greedy
+        temperature = torch.tensor([rule.temperature if rule.temperature > 0 else 1.0 for rule in sampling])
+        top_p = torch.tensor([rule.top_p for rule in sampling])
+        scaled = logits / temperature.to(logits.device)[:, None]
+        ordered, order = scaled.sort(dim=-1, descending=False)
+        cumulative = ordered.softmax(dim=-1).cumsum(dim=-1)
+        drop = cumulative <= (1 - top_p.to(logits.device))[:, None]
+        drop[:, -1] = False  # the most likely token always stays
+        scaled = scaled.scatter(1, order, ordered.masked_fill(drop, -float("inf")))
+        sampled = torch.multinomial(scaled.softmax(dim=-1), num_samples=1)[:, 0]
+        is_greedy = torch.tensor([rule.temperature <= 0 for rule in sampling], device=logits.device)
+        return torch.where(is_greedy, greedy, sampled)
 
     def complete(
         self,
@@ -206,26 +266,6 @@ class LoadedModel:
         return self.complete(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, on_batch=on_batch)
 
 
-class _RowRepetitionPenalty:
-    """transformers' repetition penalty over each row's own tokens (prompt and answer), never its
-    left padding: a padded row in a batch must generate what it generates alone."""
-
-    def __init__(self, penalty: float, pad_lengths: list[int]) -> None:
-        self.penalty = penalty
-        self.pad_lengths = pad_lengths
-
-    def __call__(self, input_ids, scores):
-        import torch
-
-        pads = torch.tensor(self.pad_lengths, device=input_ids.device)
-        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
-        first_real = input_ids.gather(1, pads[:, None])  # a token each row holds anyway
-        ids = torch.where(positions[None, :] < pads[:, None], first_real, input_ids)
-        picked = scores.gather(1, ids)
-        picked = torch.where(picked < 0, picked * self.penalty, picked / self.penalty)
-        return scores.scatter(1, ids, picked)
-
-
 def _eos_ids(tokenizer, model) -> list[int]:
     ids = model.generation_config.eos_token_id if model.generation_config is not None else None
     ids = list(ids) if isinstance(ids, list) else [ids] if ids is not None else []
@@ -234,9 +274,14 @@ def _eos_ids(tokenizer, model) -> list[int]:
     return ids
 
 
-def until_stop(row: list[int], eos_ids: Sequence[int], max_tokens: int) -> tuple[list[int], str]:
-    """A generated row cut at its first end-of-sequence token, or at ``max_tokens``."""
-    for index, token in enumerate(row[:max_tokens]):
-        if token in eos_ids:
-            return row[:index], "stop"
-    return row[:max_tokens], "length"
+def _banned_by_ngrams(tokens: list[int], size: int) -> list[int]:
+    """Tokens that would complete an n-gram of ``size`` the row already holds (transformers'
+    no_repeat_ngram_size rule)."""
+    if len(tokens) < size:
+        return []
+    prefix = tuple(tokens[len(tokens) - size + 1 :])
+    return [
+        tokens[start + size - 1]
+        for start in range(len(tokens) - size + 1)
+        if tuple(tokens[start : start + size - 1]) == prefix
+    ]

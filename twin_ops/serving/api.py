@@ -1,14 +1,19 @@
 """The HTTP API, over any Backend: the Ray Serve Ingress and the one-process baseline share it.
 
-    POST /v1/chat/completions   OpenAI-compatible (``stream: true`` = server-sent events); the last
-                                user message is the retrieval query; extra fields: author, k
-    GET  /v1/models             the served twin
-    POST /rag                   {query, author, k} → {answer, sources, model_version, author}
-    GET  /health                200 when the model is loaded and Weaviate answers, else 503 + reasons
+    POST /v1/chat/completions   OpenAI-compatible (``stream: true`` = server-sent events); ``model``
+                                picks the twin (``<author>-twin``); the last user message is the
+                                retrieval query; extra fields: author, k
+    GET  /v1/models             every author's twin, with the version it serves
+    POST /rag                   {query, author, k} → {answer, sources, model_version, author}; the
+                                author's twin answers (named, or found in the question)
+    GET  /health                200 when the twin (?model=, default serving.author's) is loaded and
+                                Weaviate answers, else 503 + reasons
     GET  /openapi.json, /docs   the schema (FastAPI)
 
 Every error is an OpenAI-style body ``{"error": {"message", "type", "code"}}`` with a 4xx/5xx
-status, so the official client raises its usual exception classes with our message.
+status, so the official client raises its usual exception classes with our message; every status a
+route can return is in ``/openapi.json``. A 429 (the twin is too busy to answer before the request's
+deadline) carries ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import hmac
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Literal, Protocol
 
 from fastapi import Depends, FastAPI, Request
@@ -29,9 +34,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from twin_ops.config import Params
 from twin_ops.errors import (
     InvalidRequest,
+    MalformedRequest,
     NotFound,
     RequestError,
     RequestTooLarge,
+    TooManyRequests,
     Unauthorized,
     Unavailable,
     UpstreamTimeout,
@@ -50,13 +57,15 @@ from twin_ops.serving.records import (
 
 
 class Backend(Protocol):
+    async def models(self) -> dict[str, str]: ...  # model id → the version it serves
+
     async def retrieve(self, query: str, author: str | None, k: int | None) -> Retrieval: ...
 
     async def generate(self, request: GenerationRequest) -> Generation: ...
 
     def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]: ...
 
-    async def health(self) -> Health: ...
+    async def health(self, model_id: str) -> Health: ...
 
     async def prompt(self, request: GenerationRequest) -> ServedPrompt: ...
 
@@ -73,7 +82,9 @@ async def with_timeout(awaitable: Awaitable, seconds: float, what: str):
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore")  # OpenAI clients send fields we do not use
+    # Strict: a JSON false is not a temperature of 0, a "5" is not 5. Unknown fields are ignored
+    # (OpenAI clients send fields we do not use).
+    model_config = ConfigDict(extra="ignore", strict=True)
 
 
 class TextPart(_Body):
@@ -166,6 +177,7 @@ class ModelCard(BaseModel):
     object: Literal["model"] = "model"
     created: int = 0
     owned_by: str = "twin-ops"
+    model_version: str  # twin-ops extension: what this twin serves ("<name>:v<N>", or "base:<model>")
 
 
 class ModelList(BaseModel):
@@ -180,6 +192,40 @@ class HealthBody(BaseModel):
     model_error: str | None  # why the last model load failed (the previous model keeps serving)
     weaviate: str
     reasons: list[str]
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    code: int
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+def _documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The error responses of a route, for /openapi.json."""
+    why = {
+        400: "Malformed JSON.",
+        401: "Missing or wrong API key (when TWIN_OPS_API_KEY is set).",
+        404: "Unknown model (twin) or author.",
+        413: "Request body, query or messages over the limits (serving.limits).",
+        422: "A field is missing, of the wrong type or out of range.",
+        429: "The twin cannot answer before the request's deadline, or its queue is full: "
+        "retry after Retry-After seconds.",
+        503: "A dependency (Weaviate, the model) is unavailable.",
+        504: "A step took longer than its timeout (serving.timeouts).",
+    }
+    responses: dict[int | str, dict[str, Any]] = {
+        status: {"model": ErrorBody, "description": why[status]} for status in statuses
+    }
+    if 429 in responses:
+        responses[429]["headers"] = {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}}
+    return responses
+
+
+ANSWER_ERRORS = _documented(400, 401, 404, 413, 422, 429, 503, 504)
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -199,7 +245,11 @@ def error_body(error: RequestError) -> dict[str, Any]:
 
 
 def error_response(error: RequestError) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, Unauthorized) else None
+    headers = None
+    if isinstance(error, Unauthorized):
+        headers = {"WWW-Authenticate": "Bearer"}
+    elif isinstance(error, TooManyRequests):
+        headers = {"Retry-After": str(error.retry_after)}
     return JSONResponse(error_body(error), status_code=error.status, headers=headers)
 
 
@@ -261,16 +311,26 @@ class Limits:
 # --- the app ------------------------------------------------------------------------------------
 
 
-def create_api(backend: Backend, params: Params, api_key: str | None = None) -> FastAPI:
+Observe = Callable[[str, int, str, float], None]  # (route, status, model, seconds): metrics
+
+
+def create_api(backend: Backend, params: Params, api_key: str | None = None, observe: Observe | None = None) -> FastAPI:
+    from twin_ops.evaluation.candidate import author_of, model_name
+
     serving = params.serving
     timeouts = serving.timeouts
     limits = Limits(params)
-    model_id = serving.model_name
     app = FastAPI(
         title="twin-ops",
         version="1",
-        summary=f"The {serving.author} twin: retrieval-augmented answers in the author's voice.",
+        summary="Retrieval-augmented answers in each author's voice: one twin per author.",
     )
+
+    def twin_of(author: str | None) -> str:
+        return model_name(params, author or serving.author)
+
+    def deadline() -> float:
+        return time.time() + timeouts.generation_s
 
     @app.exception_handler(RequestError)
     async def serving_error(request: Request, exc: RequestError) -> JSONResponse:
@@ -278,20 +338,30 @@ def create_api(backend: Backend, params: Params, api_key: str | None = None) -> 
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(item.get("type") == "json_invalid" for item in errors):
+            return error_response(MalformedRequest("the request body is not valid JSON"))
         problems = "; ".join(
             f"{'.'.join(str(part) for part in item['loc'] if part != 'body') or 'body'}: {item['msg']}"
-            for item in exc.errors()
+            for item in errors
         )
         return error_response(InvalidRequest(f"invalid request: {problems}"))
 
     @app.middleware("http")
-    async def body_limit(request: Request, call_next):
+    async def body_limit_and_metrics(request: Request, call_next):
+        started = time.monotonic()
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > serving.limits.max_body_bytes:
-            return error_response(
+            response = error_response(
                 RequestTooLarge(f"request body is {length} bytes; the limit is {serving.limits.max_body_bytes}")
             )
-        return await call_next(request)
+        else:
+            response = await call_next(request)
+        if observe is not None:
+            route = request.scope.get("route")
+            path = getattr(route, "path", "other")
+            observe(path, response.status_code, getattr(request.state, "model", ""), time.monotonic() - started)
+        return response
 
     def authorize(request: Request) -> None:
         if not api_key:
@@ -305,10 +375,19 @@ def create_api(backend: Backend, params: Params, api_key: str | None = None) -> 
     async def retrieve(query: str, author: str | None, k: int | None) -> Retrieval:
         return await with_timeout(backend.retrieve(query, author, k), timeouts.retrieval_s, "retrieval")
 
+    async def served_twin(request: Request, model_id: str) -> str:
+        """``model_id`` when this app serves it, else a 404 naming what it serves."""
+        served = await backend.models()
+        if model_id not in served:
+            raise NotFound(f"model {model_id!r} not found; this app serves {', '.join(sorted(served))}")
+        request.state.model = model_id
+        return model_id
+
     @app.get("/health", response_model=HealthBody, responses={503: {"model": HealthBody}})
-    async def health() -> JSONResponse:
+    async def health(model: str | None = None) -> JSONResponse:
+        """The default twin's (serving.author's) model, or ``?model=<author>-twin``'s, and Weaviate."""
         try:
-            state = await with_timeout(backend.health(), timeouts.health_s, "health check")
+            state = await with_timeout(backend.health(model or twin_of(None)), timeouts.health_s, "health check")
         except RequestError as exc:
             state = Health(ok=False, model=None, weaviate="unknown", reasons=(exc.message,))
         body = HealthBody(
@@ -321,16 +400,20 @@ def create_api(backend: Backend, params: Params, api_key: str | None = None) -> 
         )
         return JSONResponse(body.model_dump(), status_code=200 if state.ok else 503)
 
-    @app.get("/v1/models", response_model=ModelList, dependencies=authorized)
+    @app.get("/v1/models", response_model=ModelList, dependencies=authorized, responses=_documented(401))
     async def models() -> ModelList:
-        return ModelList(data=[ModelCard(id=model_id)])
+        served = await backend.models()
+        return ModelList(data=[ModelCard(id=name, model_version=version) for name, version in served.items()])
 
-    @app.post("/rag", response_model=RagResponse, dependencies=authorized)
-    async def rag(body: RagRequest) -> RagResponse:
+    @app.post("/rag", response_model=RagResponse, dependencies=authorized, responses=ANSWER_ERRORS)
+    async def rag(body: RagRequest, http: Request) -> RagResponse:
         query = limits.query(body.query)
         sampling = limits.sampling(body.max_tokens, body.temperature, None)
         found = await retrieve(query, body.author, limits.k(body.k))
-        request = GenerationRequest(messages=(("user", query),), passages=found.passages, sampling=sampling)
+        model_id = await served_twin(http, twin_of(found.author))
+        request = GenerationRequest(
+            messages=(("user", query),), passages=found.passages, sampling=sampling, model=model_id, deadline=deadline()
+        )
         answer = await with_timeout(backend.generate(request), timeouts.generation_s, "generation")
         return RagResponse(
             answer=answer.text,
@@ -340,15 +423,17 @@ def create_api(backend: Backend, params: Params, api_key: str | None = None) -> 
             finish_reason=answer.finish_reason,
         )
 
-    @app.post("/v1/chat/completions", response_model=ChatCompletion, dependencies=authorized)
-    async def chat(body: ChatRequest):
-        if body.model != model_id:
-            raise NotFound(f"model {body.model!r} not found; this server serves {model_id!r}")
+    @app.post("/v1/chat/completions", response_model=ChatCompletion, dependencies=authorized, responses=ANSWER_ERRORS)
+    async def chat(body: ChatRequest, http: Request):
+        model_id = await served_twin(http, body.model)
         messages = limits.messages(body.messages)
         question = limits.query(messages[-1][1], "the last user message")
         sampling = limits.sampling(body.max_completion_tokens or body.max_tokens, body.temperature, body.top_p)
-        found = await retrieve(question, body.author, limits.k(body.k))
-        request = GenerationRequest(messages=messages, passages=found.passages, sampling=sampling)
+        # Retrieval from the twin's own author unless the request names another (the extension field).
+        found = await retrieve(question, body.author or author_of(params, model_id), limits.k(body.k))
+        request = GenerationRequest(
+            messages=messages, passages=found.passages, sampling=sampling, model=model_id, deadline=deadline()
+        )
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
         if body.stream:
@@ -371,13 +456,16 @@ def create_api(backend: Backend, params: Params, api_key: str | None = None) -> 
     if serving.generation.expose_prompt_ids:
 
         @app.post("/v1/debug/prompt", response_model=PromptResponse, dependencies=authorized)
-        async def prompt(body: RagRequest) -> PromptResponse:
+        async def prompt(body: RagRequest, http: Request) -> PromptResponse:
             """Only with ``serving.generation.expose_prompt_ids: true`` (tests): proves the served
             prompt equals the evaluation's, token for token. Off in production."""
             query = limits.query(body.query)
             sampling = limits.sampling(body.max_tokens, body.temperature, None)
             found = await retrieve(query, body.author, limits.k(body.k))
-            request = GenerationRequest(messages=(("user", query),), passages=found.passages, sampling=sampling)
+            model_id = await served_twin(http, twin_of(found.author))
+            request = GenerationRequest(
+                messages=(("user", query),), passages=found.passages, sampling=sampling, model=model_id
+            )
             served = await with_timeout(backend.prompt(request), timeouts.generation_s, "prompt")
             return PromptResponse(
                 model_version=served.model_version,

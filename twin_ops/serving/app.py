@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,20 +27,24 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from twin_ops.config import Params, Settings, load_params, resolve_paths
-from twin_ops.errors import RequestError, Unavailable
+from twin_ops.errors import NotFound, RequestError, Unavailable
 from twin_ops.llm import pick_device
+from twin_ops.llm.model import DecodeRow
 from twin_ops.rag import Retrieval
 from twin_ops.serving.api import create_api
-from twin_ops.serving.batching import AdaptiveBatcher
 from twin_ops.serving.errors import as_serving_error
 from twin_ops.serving.generation import (
+    Catalog,
     TextGenerator,
     choose_model,
-    generate_requests,
+    default_twin,
+    generate_with,
     require_loaded,
-    stream_events,
+    stream_with,
+    twin_names,
 )
 from twin_ops.serving.records import Generation, GenerationRequest, Health, ModelInfo, ServedPrompt, StreamEvent
+from twin_ops.serving.scheduler import Scheduler
 
 log = logging.getLogger("ray.serve")
 T = TypeVar("T")
@@ -114,75 +119,167 @@ class Embedder:
         return vectors.tolist()
 
 
-@serve.deployment(name="Generator", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=128)
-class Generator:
-    """The served model; which one is set by user_config and changed by reconfigure()."""
+class Twin:
+    """One author's twin on this replica: the model its user_config asks for, swapped atomically."""
 
-    def __init__(self, params: Params, root: str, models_dir: str, cache: str) -> None:
-        _threads(params)
-        self.params = params
-        self.root, self.models_dir, self.cache = Path(root), Path(models_dir), Path(cache)
-        self.device = pick_device(params.serving.device)
+    def __init__(self, model_id: str, on_unload: Callable[[str], None]) -> None:
+        self.model_id = model_id
+        self.on_unload = on_unload
         self.current: TextGenerator | None = None
         self.error: str | None = None
         self.requested: str | None = None
-        self._loading = asyncio.Lock()
-        batching = params.serving.batching
-        # Not @serve.batch: see serving/batching.py for why the Generator forms its own batches.
-        self.batcher = AdaptiveBatcher(generate_requests, batching.generate_max_batch_size, batching.generate_wait_s)
+        self.loading = asyncio.Lock()
 
-    async def reconfigure(self, config: dict[str, Any]) -> None:
-        """Load the model named by ``config["model_ref"]`` and switch to it.
+    def __del__(self) -> None:
+        """What the multiplexer calls when it evicts this twin (least recently used): let go of it."""
+        self.current = None
+        self.on_unload(self.model_id)
 
-        Loading runs in a thread, so this replica keeps answering with the current model while the
-        new one loads. A load that fails keeps the current model and is reported by info()/health
-        (the swap check then restores the previous user_config): never a replica without a model
-        because of a bad promotion.
-        """
-        ref = str(config.get("model_ref") or self.params.serving.model_ref)
-        async with self._loading:
-            self.requested = ref
-            try:
-                source = await asyncio.to_thread(choose_model, self.params, self.root, self.models_dir, self.cache, ref)
-                if self.current is not None and self.current.source == source:
-                    self.error = None
-                    return
-                loaded = await asyncio.to_thread(TextGenerator, self.params, source, self.device)
-            except Exception as exc:
-                self.error = f"loading model {ref!r} failed: {type(exc).__name__}: {exc}"
-                log.exception("Generator: %s", self.error)
-                return
-            previous, self.current, self.error = self.current, loaded, None
-            log.info("Generator: now serving %s (was %s)", loaded.version, previous.version if previous else "nothing")
-
-    def _model(self) -> TextGenerator:
-        return require_loaded(self.current, self.error)
-
-    async def generate(self, request: GenerationRequest) -> Generation:
-        result = await self.batcher.submit((self._model(), request))
-        if isinstance(result, RequestError):
-            raise result
-        return result
-
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
-        async for event in stream_events(self._model(), request):
-            yield event
-
-    async def prompt(self, request: GenerationRequest) -> ServedPrompt:
-        return await asyncio.to_thread(self._model().served_prompt, request)
-
-    async def expand(self, query: str, n: int) -> list[str]:
-        return await asyncio.to_thread(self._model().expand, query, n)
-
-    async def info(self) -> ModelInfo:
+    def info(self, device: str) -> ModelInfo:
         current = self.current
         return ModelInfo(
             model_version=current.version if current else "none",
             loaded=current is not None,
-            device=self.device,
+            device=device,
             error=self.error,
             requested=self.requested,
+            model_id=self.model_id,
         )
+
+
+@serve.deployment(name="Generator", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=128)
+class Generator:
+    """Every author's twin, multiplexed: the model id of a call (``serve.get_multiplexed_model_id``)
+    is the registry name ``<author>-twin``; each twin is one merged model in memory, loaded on
+    first use (LRU-evicted past ``serving.max_twins_per_replica``). Which version each serves comes
+    from the user_config: ``{"model_ref": <default ref>, "models": {"<author>-twin": "<ref>"}}``;
+    changing it reloads only the twins whose ref changed. One scheduler (serving/scheduler.py) runs
+    every twin's batches, one at a time: they share the replica's CPU or GPU."""
+
+    def __init__(self, params: Params, root: str, models_dir: str, cache: str) -> None:
+        from twin_ops.serving.metrics import GeneratorMetrics
+
+        _threads(params)
+        self.params = params
+        self.root, self.models_dir, self.cache = Path(root), Path(models_dir), Path(cache)
+        self.device = pick_device(params.serving.device)
+        self.names = twin_names(params, self.root)
+        self.default_id = default_twin(params)
+        self.default_ref = params.serving.model_ref
+        self.refs: dict[str, str] = {}
+        self.twins: dict[str, Twin] = {}
+        batching = params.serving.batching
+        self.scheduler = Scheduler(
+            token_budget=batching.generate_token_budget,
+            max_rows=batching.generate_max_batch_size,
+            max_queued=params.serving.admission.max_queued,
+            gather_s=batching.generate_wait_s,
+            observer=GeneratorMetrics(),
+        )
+
+        # Decorated here, on a plain function (Serve keeps its cache as an attribute of the
+        # function), so that the cache size comes from params.yaml.
+        async def load_twin(model_id: str) -> Twin:
+            return await self._load(model_id)
+
+        self.twin = serve.multiplexed(max_num_models_per_replica=params.serving.max_twins_per_replica)(load_twin)
+
+    def _forget(self, model_id: str) -> None:
+        self.twins.pop(model_id, None)
+
+    def _ref(self, model_id: str) -> str:
+        return str(self.refs.get(model_id) or self.default_ref)
+
+    async def reconfigure(self, config: dict[str, Any]) -> None:
+        """Take a new user_config: every loaded twin whose ref changed loads its new model beside
+        the current one and switches when it is ready (in-flight requests finish on the old one).
+        A load that fails keeps the current model and is reported by info()/health (the swap
+        check then restores the previous user_config): never a twin without a model because of a
+        bad promotion."""
+        self.default_ref = str(config.get("model_ref") or self.params.serving.model_ref)
+        self.refs = {str(name): str(ref) for name, ref in (config.get("models") or {}).items()}
+        for twin in list(self.twins.values()):
+            await self._switch(twin, self._ref(twin.model_id))
+
+    async def _switch(self, twin: Twin, ref: str) -> None:
+        async with twin.loading:
+            twin.requested = ref
+            try:
+                source = await asyncio.to_thread(
+                    choose_model, self.params, twin.model_id, self.root, self.models_dir, self.cache, ref
+                )
+                if twin.current is not None and twin.current.source == source:
+                    twin.error = None
+                    return
+                loaded = await asyncio.to_thread(TextGenerator, self.params, source, self.device)
+                self.scheduler.seed(await asyncio.to_thread(loaded.warm_up))
+            except Exception as exc:
+                twin.error = f"loading model {twin.model_id!r} at {ref!r} failed: {type(exc).__name__}: {exc}"
+                log.exception("Generator: %s", twin.error)
+                return
+            previous, twin.current, twin.error = twin.current, loaded, None
+            log.info(
+                "Generator: %s now serves %s (was %s)",
+                twin.model_id,
+                loaded.version,
+                previous.version if previous else "nothing",
+            )
+
+    async def _load(self, model_id: str) -> Twin:
+        """What ``@serve.multiplexed`` calls for a model id this replica has not loaded."""
+        if model_id not in self.names:
+            raise NotFound(f"model {model_id!r} not found; this app serves {', '.join(sorted(self.names))}")
+        twin = self.twins.get(model_id) or self.twins.setdefault(model_id, Twin(model_id, self._forget))
+        await self._switch(twin, self._ref(model_id))
+        if twin.current is None:
+            # Not cached by the multiplexer: the next call tries to load it again.
+            raise Unavailable(f"the model is not loaded ({model_id}): {twin.error}")
+        return twin
+
+    async def _model(self, request_model: str = "") -> tuple[str, TextGenerator]:
+        model_id = serve.get_multiplexed_model_id() or request_model or self.default_id
+        twin = await self.twin(model_id)
+        return model_id, require_loaded(twin.current, twin.error)
+
+    def _submit(self, model_id: str):
+        def submit(generator: TextGenerator, row: DecodeRow, request: GenerationRequest):
+            left = (request.deadline - time.time()) if request.deadline else self.params.serving.timeouts.generation_s
+            ticket = self.scheduler.admit(generator, row, time.monotonic() + left, model_id)
+            return ticket.done, ticket.cancel
+
+        return submit
+
+    async def generate(self, request: GenerationRequest) -> Generation:
+        model_id, generator = await self._model(request.model)
+        return await generate_with(self._submit(model_id), generator, request)
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
+        model_id, generator = await self._model(request.model)
+        async for event in stream_with(self._submit(model_id), generator, request):
+            yield event
+
+    async def prompt(self, request: GenerationRequest) -> ServedPrompt:
+        _, generator = await self._model(request.model)
+        return await asyncio.to_thread(generator.served_prompt, request)
+
+    async def expand(self, query: str, n: int) -> list[str]:
+        _, generator = await self._model()
+        return await asyncio.to_thread(generator.expand, query, n)
+
+    async def info(self) -> ModelInfo:
+        """The twin named by the call's model id (loading it if needed: a health check that works)."""
+        model_id = serve.get_multiplexed_model_id() or self.default_id
+        try:
+            twin = await self.twin(model_id)
+        except RequestError:
+            twin = self.twins.get(model_id)
+            if twin is None:
+                raise
+        return twin.info(self.device)
+
+    async def stats(self) -> dict[str, Any]:
+        """The scheduler's counters and rates (tests, debugging)."""
+        return {**self.scheduler.stats(), "twins": sorted(self.twins)}
 
 
 @serve.deployment(name="Retriever", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=128)
@@ -214,18 +311,29 @@ class Retriever:
 class RayBackend:
     """api.Backend over deployment handles."""
 
-    def __init__(self, params: Params, retriever: DeploymentHandle, generator: DeploymentHandle) -> None:
+    def __init__(
+        self, params: Params, catalog: Catalog, retriever: DeploymentHandle, generator: DeploymentHandle
+    ) -> None:
+        self.catalog = catalog
         self.retriever, self.generator = retriever, generator
         self.backoff = params.serving.timeouts.retry_backoff_s
 
     async def retrieve(self, query: str, author: str | None, k: int | None) -> Retrieval:
         return await call(lambda: self.retriever.retrieve.remote(query, author, k), "retrieval", self.backoff)
 
+    def _twin(self, model_id: str) -> DeploymentHandle:
+        # Serve routes a call to a replica that has this twin loaded, when one has.
+        return self.generator.options(multiplexed_model_id=model_id)
+
+    async def models(self) -> dict[str, str]:
+        return await asyncio.to_thread(self.catalog.versions)
+
     async def generate(self, request: GenerationRequest) -> Generation:
-        return await call(lambda: self.generator.generate.remote(request), "generation", self.backoff)
+        twin = self._twin(request.model)
+        return await call(lambda: twin.generate.remote(request), "generation", self.backoff)
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
-        handle = self.generator.options(stream=True)
+        handle = self.generator.options(stream=True, multiplexed_model_id=request.model)
         started: dict[str, Any] = {}
 
         def start():  # a fresh stream per attempt: a retry must not reuse a dead replica's stream
@@ -241,15 +349,21 @@ class RayBackend:
             raise
         except Exception as exc:
             raise as_serving_error(exc) or Unavailable(f"generation stream broke: {type(exc).__name__}: {exc}") from exc
+        finally:
+            # Closed early (the client went away): the Generator's stream is cancelled too, and
+            # its row leaves the running batch.
+            started["events"].cancel()
 
     async def prompt(self, request: GenerationRequest) -> ServedPrompt:
-        return await call(lambda: self.generator.prompt.remote(request), "prompt", self.backoff)
+        twin = self._twin(request.model)
+        return await call(lambda: twin.prompt.remote(request), "prompt", self.backoff)
 
-    async def health(self) -> Health:
+    async def health(self, model_id: str) -> Health:
         model: ModelInfo | None = None
         reasons: list[str] = []
+        twin = self._twin(model_id)
         try:
-            model = await call(lambda: self.generator.info.remote(), "model info", self.backoff)
+            model = await call(lambda: twin.info.remote(), "model info", self.backoff)
         except RequestError as exc:
             reasons.append(f"model: {exc.message}")
         if model is not None and not model.loaded:
@@ -269,8 +383,13 @@ class Ingress:
     """The FastAPI app of api.py over the other deployments (built in the replica, so the API key
     is read from this replica's environment and never travels in the Serve config)."""
 
-    def __init__(self, params: Params, retriever: DeploymentHandle, generator: DeploymentHandle) -> None:
-        self.api = create_api(RayBackend(params, retriever, generator), params, Settings().twin_ops_api_key)
+    def __init__(
+        self, params: Params, catalog: Catalog, retriever: DeploymentHandle, generator: DeploymentHandle
+    ) -> None:
+        from twin_ops.serving.metrics import RequestMetrics
+
+        backend = RayBackend(params, catalog, retriever, generator)
+        self.api = create_api(backend, params, Settings().twin_ops_api_key, RequestMetrics().answered)
 
     def __serve_build_asgi_app__(self):
         return self.api
@@ -298,4 +417,5 @@ def build_app(args: dict[str, Any]):
         params, root, models_dir, str(paths.cache)
     )
     retriever = Retriever.bind(params, root, embedder, generator)
-    return Ingress.bind(params, retriever, generator)
+    catalog = Catalog(params, paths.root, Path(models_dir), paths.cache)
+    return Ingress.bind(params, catalog, retriever, generator)

@@ -57,8 +57,9 @@ class TwinClient:
                 "(start it with `twin-ops serve`)"
             ) from exc
 
-    def health(self) -> dict[str, Any]:
-        return self._send("GET", "/health")
+    def health(self, model: str | None = None) -> dict[str, Any]:
+        """The app's health as seen by one twin (``model``; default serving.author's)."""
+        return self._send("GET", "/health", params={"model": model} if model else None)
 
     def rag(self, query: str, author: str | None = None, k: int | None = None, **options: Any) -> dict[str, Any]:
         payload = {"query": query, "author": author, "k": k, **options}

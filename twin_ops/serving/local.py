@@ -15,7 +15,7 @@ from twin_ops.features.embed import Embedder
 from twin_ops.llm import pick_device
 from twin_ops.rag import Retrieval
 from twin_ops.rag.retrieve import Retriever, known_authors
-from twin_ops.serving.generation import TextGenerator, choose_model, stream_events
+from twin_ops.serving.generation import TextGenerator, alone, choose_model, default_twin, stream_with
 from twin_ops.serving.records import Generation, GenerationRequest, Health, ModelInfo, ServedPrompt, StreamEvent
 
 
@@ -36,8 +36,13 @@ class LocalBackend:
         self.params = params
         self.embedder = Embedder(params.features.embedding_model, device, params.features.embedding_batch_size)
         self.retriever = Retriever(params, known_authors(root / params.collect.authors_dir), settings)
-        source = choose_model(params, root, models_dir, cache, serving.model_ref, model_path)
+        # One twin (serving.author's): the naive baseline the Ray app is measured against.
+        self.model_id = default_twin(params)
+        source = choose_model(params, self.model_id, root, models_dir, cache, serving.model_ref, model_path)
         self.generator = TextGenerator(params, source, device)
+
+    async def models(self) -> dict[str, str]:
+        return {self.model_id: self.generator.version}
 
     async def _embed(self, texts: list[str]) -> list[list[float]]:
         vectors = await asyncio.to_thread(self.embedder.encode, texts)
@@ -50,20 +55,17 @@ class LocalBackend:
         return await self.retriever.retrieve(query, author, k, self._embed, self._expand)
 
     async def generate(self, request: GenerationRequest) -> Generation:
-        def run() -> Generation:
-            prepared = self.generator.prepare(request)
-            return self.generator.generate_batch([prepared])[0]
-
-        return await asyncio.to_thread(run)
+        # Each request alone in its own thread, no admission, no batching: the naive server.
+        return await asyncio.to_thread(self.generator.generate_alone, request)
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
-        async for event in stream_events(self.generator, request):
+        async for event in stream_with(alone, self.generator, request):
             yield event
 
     async def prompt(self, request: GenerationRequest) -> ServedPrompt:
         return await asyncio.to_thread(self.generator.served_prompt, request)
 
-    async def health(self) -> Health:
+    async def health(self, model_id: str) -> Health:
         weaviate = await asyncio.to_thread(self.retriever.ping)
         model = ModelInfo(model_version=self.generator.version, loaded=True, device=self.generator.device)
         reasons = () if weaviate == "ok" else (weaviate,)

@@ -4,9 +4,10 @@
   include/serve/twin.yaml, as ``serve deploy twin.yaml`` would; or, with RAY_ADDRESS set, the same
   config deployed to that cluster. Configs go through Serve's public REST API on the Ray dashboard
   (``PUT/GET /api/serve/applications/``), exactly what the ``serve`` CLI uses.
-* ``swap_model`` — what promotion calls: point the Generator's user_config at a registry version
-  (replicas reconfigure in place; requests keep flowing), wait until every replica serves it,
-  check /health and a smoke query, and restore the previous user_config if anything fails.
+* ``swap_model`` — what promotion calls: pin one author's twin to a registry version in the
+  Generator's user_config (replicas reconfigure that twin in place; requests keep flowing, the
+  other twins are untouched), wait until it serves, check /health and a smoke query, and restore
+  that twin's previous ref if anything fails.
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ def start_ray(params: Params, paths: Paths, settings: Settings | None = None) ->
         include_dashboard=True,  # Serve's REST API lives there
         dashboard_host="127.0.0.1",
         dashboard_port=params.serving.ray.dashboard_port,
+        _metrics_export_port=params.serving.ray.metrics_export_port,  # Prometheus (the README says what)
         _node_ip_address="127.0.0.1",
         log_to_driver=False,
     )
@@ -249,12 +251,18 @@ def _generator_entry(config: dict[str, Any], app_name: str) -> dict[str, Any]:
     return entry
 
 
-def set_model_ref(params: Params, user_config: dict[str, Any]) -> dict[str, Any] | None:
-    """Re-apply the running config with only the Generator's user_config changed; the old one."""
+def set_model_ref(params: Params, model_id: str, ref: str | None) -> str | None:
+    """Re-apply the running config with one twin's ref changed in the Generator's user_config
+    (``ref`` None: that twin follows the default again); the twin's ref before. Other twins' refs
+    are kept as they are, so they keep serving what they served."""
     config = deployed_config(params)
     entry = _generator_entry(config, params.serving.app_name)
-    previous = entry.get("user_config")
-    entry["user_config"] = user_config
+    user_config = dict(entry.get("user_config") or {})
+    models = dict(user_config.get("models") or {})
+    previous = models.pop(model_id, None)
+    if ref is not None:
+        models[model_id] = ref
+    entry["user_config"] = {**user_config, "models": models}
     deploy(params, {key: value for key, value in config.items() if value is not None})
     return previous
 
@@ -270,11 +278,17 @@ def _generator_settled(app_name: str) -> bool:
 
 
 def wait_for_model(
-    client: TwinClient, app_name: str, expected: str, ref: str | None, timeout_s: float, confirmations: int = 3
+    client: TwinClient,
+    app_name: str,
+    model_id: str,
+    expected: str,
+    ref: str | None,
+    timeout_s: float,
+    confirmations: int = 3,
 ) -> dict[str, Any]:
-    """Until the Generator deployment is HEALTHY and /health reports ``expected`` several times in
-    a row (with several replicas, one answer comes from one replica). A load error reported for
-    ``ref`` (the requested model_ref) ends the wait at once."""
+    """Until the Generator deployment is HEALTHY and /health?model=``model_id`` reports
+    ``expected`` several times in a row (with several replicas, one answer comes from one
+    replica). A load error reported for ``ref`` (the requested ref) ends the wait at once."""
     from tenacity import RetryError, retry, retry_if_result, stop_after_delay, wait_fixed
 
     streak, last = [0], ["no answer yet"]
@@ -282,7 +296,7 @@ def wait_for_model(
     @retry(retry=retry_if_result(lambda health: health is None), stop=stop_after_delay(timeout_s), wait=wait_fixed(1))
     def settled() -> dict[str, Any] | None:
         try:
-            health = client.health()
+            health = client.health(model_id)
         except (ApiError, OSError) as exc:
             streak[0], last[0] = 0, str(exc)
             return None
@@ -303,6 +317,7 @@ def wait_for_model(
 def swap_model(
     params: Params,
     paths: Paths,
+    name: str,
     version: int,
     *,
     url: str | None = None,
@@ -311,14 +326,16 @@ def swap_model(
     models_dir: Path | None = None,
     log: Log = print,
 ) -> SwapResult:
-    """Serve registry version ``version`` of serving.model_name, then check it; on any failure
-    restore the previous model and raise ServeFailed (the caller rolls the registry back).
+    """Make twin ``name`` (a registry name, "<author>-twin") serve its registry version
+    ``version``, then check it; the other twins keep serving. On any failure restore that twin's
+    previous model and raise ServeFailed (the caller rolls the registry back).
 
     Needs a connection to the cluster running the app (start_ray connects to RAY_ADDRESS, or to
     the local one started by `twin-ops serve`).
     """
     import ray
 
+    from twin_ops.evaluation.candidate import author_of
     from twin_ops.registry.store import Registry
 
     if not ray.is_initialized():
@@ -326,36 +343,42 @@ def swap_model(
     started = time.monotonic()
     serving = params.serving
     registry = Registry(models_dir or paths.models)
-    expected = f"{serving.model_name}:v{registry.get(serving.model_name, version).version}"
+    expected = f"{name}:v{registry.get(name, version).version}"
     client = TwinClient(url or serve_url(params), api_key if api_key is not None else Settings().twin_ops_api_key)
     timeout_s = timeout_s or serving.timeouts.startup_s
     # What serves now, pinned to its version number: promotion has usually moved `production`
-    # already, so restoring a config that says "production" would point at the new model again.
-    served = client.health().get("model_version") or ""
-    prefix = f"{serving.model_name}:v"
-    previous = set_model_ref(params, {"model_ref": str(version)})
-    restore = {"model_ref": served.removeprefix(prefix)} if served.startswith(prefix) else previous
-    log(f"serve: swapping {served or 'nothing'} -> {expected} (user_config update; replicas reconfigure in place)")
+    # already, so restoring a ref that says "production" would point at the new model again.
     try:
-        wait_for_model(client, serving.app_name, expected, str(version), timeout_s)
-        answer = client.rag(serving.smoke_query, max_tokens=min(16, serving.generation.default_max_tokens))
+        served = client.health(name).get("model_version") or ""
+    except ApiError:  # the twin is not loaded anywhere yet (e.g. its first model): nothing to pin
+        served = ""
+    prefix = f"{name}:v"
+    previous = set_model_ref(params, name, str(version))
+    restore = served.removeprefix(prefix) if served.startswith(prefix) else previous
+    log(f"serve: {name}: swapping {served or 'nothing'} -> {expected} (replicas reconfigure in place)")
+    try:
+        wait_for_model(client, serving.app_name, name, expected, str(version), timeout_s)
+        answer = client.rag(
+            serving.smoke_query,
+            author=author_of(params, name),
+            max_tokens=min(16, serving.generation.default_max_tokens),
+        )
         if answer.get("model_version") != expected:
             raise ServeFailed(f"smoke query answered by {answer.get('model_version')}, not {expected}")
         if not answer.get("sources"):
             raise ServeFailed("smoke query came back without sources")
     except (ServeFailed, ApiError, OSError) as exc:
         log(f"serve: swap to {expected} failed ({exc}); restoring {served or 'the previous config'}")
-        restore = restore or {"model_ref": serving.model_ref}
-        set_model_ref(params, restore)
+        set_model_ref(params, name, restore)
         if served:
             try:
-                wait_for_model(client, serving.app_name, served, str(restore.get("model_ref")), timeout_s)
+                wait_for_model(client, serving.app_name, name, served, restore, timeout_s)
             except ServeFailed as again:
                 raise ServeFailed(f"swap to {expected} failed: {exc}; restoring {served} failed too: {again}") from exc
         raise ServeFailed(f"swap to {expected} failed: {exc}; {served or 'the previous model'} serves again") from exc
     result = SwapResult(
         model_version=expected,
-        previous_user_config=previous,
+        previous_user_config={"models": {name: previous}} if previous else None,
         seconds=time.monotonic() - started,
         smoke_answer=answer["answer"],
         smoke_sources=len(answer["sources"]),

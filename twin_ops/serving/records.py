@@ -17,6 +17,10 @@ class GenerationRequest:
     messages: tuple[tuple[str, str], ...]  # (role, content); the last one is the user's question
     passages: tuple[Passage, ...]
     sampling: Sampling
+    model: str = ""  # the twin answering (its registry name: "<author>-twin"); "" = serving.author's
+    deadline: float = (
+        0.0  # time.time() by which the answer must be complete; 0 = serving.timeouts.generation_s from now
+    )
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,8 @@ class ModelInfo:
     loaded: bool
     device: str
     error: str | None = None  # why the last load failed (the previous model keeps serving)
-    requested: str | None = None  # the model_ref of the current user_config
+    requested: str | None = None  # the model_ref the current user_config asks for
+    model_id: str = ""  # the twin (registry name) this is about
 
 
 @dataclass(frozen=True)
