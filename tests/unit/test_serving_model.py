@@ -247,3 +247,30 @@ def test_the_app_serves_a_twin_per_known_author(params, paths):
     versions = Catalog(params, paths.root, paths.root / "no-registry", paths.cache).versions()
     assert set(versions) == set(names)  # no registry yet: every twin is the base model
     assert all(label == f"base:{params.training.base_model}" for label in versions.values())
+
+
+def test_the_decode_loop_generates_what_transformers_generate_does(generator):
+    """The project's own loop over the KV cache (rows leave the batch as they end) against
+    transformers' generate, row by row: greedy, with the repetition penalty, prompts of different
+    lengths decoded in one padded batch."""
+    import torch
+
+    from twin_ops.llm import GenerationDefaults
+    from twin_ops.llm.model import LoadedModel
+
+    llm = LoadedModel(generator.llm.source, generator.tokenizer, generator.model, GenerationDefaults(1.3, 0))
+    prompts = [llm.render([("user", q)]) for q in ("Why?", "What about the bilge pump on a wet night?", "And?")]
+    ours = llm.generate(prompts, [Sampling(max_tokens=12, temperature=0.0, top_p=1.0)] * len(prompts))
+    for prompt, completion in zip(prompts, ours, strict=True):
+        output = llm.model.generate(
+            input_ids=torch.tensor([prompt]),
+            attention_mask=torch.ones((1, len(prompt)), dtype=torch.long),
+            max_new_tokens=12,
+            do_sample=False,
+            repetition_penalty=1.3,
+            pad_token_id=llm.pad_id,
+            eos_token_id=llm.eos_ids,
+        )
+        reference = output[0, len(prompt) :].tolist()
+        stop = next((i for i, token in enumerate(reference) if token in llm.eos_ids), len(reference))
+        assert list(completion.tokens) == reference[:stop]
