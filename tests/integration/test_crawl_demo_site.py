@@ -26,7 +26,8 @@ from twin_ops.domain import DocumentKind, Platform, QuarantineReason, SkipReason
 
 POSTS = read_posts(ROOT / CONTENT_DIR / "posts")
 JUNO = read_posts(ROOT / CONTENT_DIR / "other_author")
-REPO_FILES = 7  # README, DESIGN, three modules, one test, pyproject (see test_collect_repos)
+REPO_FILES = 10  # README, DESIGN, three modules, one test, pyproject, three deploy configs (test_collect_repos)
+EXPORT_FILES = 2  # include/demo_site/export: the mailbag and the workshop notes
 
 
 def words(markdown: str) -> str:
@@ -55,17 +56,17 @@ def test_exact_documents_per_platform(crawled):
     work, result, _, _ = crawled
     stored = documents(work, "wren-halvorsen")
     expected = {platform: sum(p.platform == platform for p in POSTS) for platform in ("blog", "medium", "substack")}
-    assert {name: len(docs) for name, docs in stored.items()} == {**expected, "git": REPO_FILES}
+    assert {name: len(docs) for name, docs in stored.items()} == {**expected, "git": REPO_FILES, "file": EXPORT_FILES}
     assert expected == {"blog": 26, "medium": 4, "substack": 4}
     counts = summary(result)
-    assert (counts["new"], counts["revised"], counts["quarantined"]) == (34 + REPO_FILES, 0, 1)
+    assert (counts["new"], counts["revised"], counts["quarantined"]) == (34 + REPO_FILES + EXPORT_FILES, 0, 1)
     assert all(d.kind == DocumentKind.REPOSITORY for d in stored["git"])
 
 
 def test_every_fetched_url_ends_kept_quarantined_or_skipped_exactly_once(crawled):
     work, result, log, _ = crawled
     counts = summary(result)
-    web_kept = counts["kept"] - REPO_FILES
+    web_kept = counts["kept"] - REPO_FILES - EXPORT_FILES
     assert (
         counts["pages fetched"] + counts["unchanged"] + counts["failed"]
         == web_kept + counts["quarantined"] + counts["skipped"]
