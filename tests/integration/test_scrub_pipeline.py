@@ -78,9 +78,7 @@ def refreshed(params, paths, tmp_path_factory):
         found = {
             case["value"]: [
                 o.properties
-                for o in client.collections.get(features.chunks_alias)
-                .query.bm25(query=case["value"], limit=3)
-                .objects
+                for o in client.collections.get(features.chunks_alias).query.bm25(query=case["value"], limit=3).objects
             ]
             for case in PLANTED["planted"]
         }
