@@ -74,7 +74,7 @@ def test_every_fetched_url_ends_kept_quarantined_or_skipped_exactly_once(crawled
     kept = [
         d.metadata["fetched_url"]
         for name, docs in documents(work, "wren-halvorsen").items()
-        if name != "git"
+        if name not in ("git", "file")  # web pages only
         for d in docs
     ]
     left_out = [item.url for item in skipped(work, "wren-halvorsen")]
@@ -104,7 +104,7 @@ def test_listing_profile_and_discovery_pages_are_skipped_with_their_reason_and_n
 
 def test_each_post_is_one_document_with_its_title_metadata_and_text(crawled):
     work, _, _, _ = crawled
-    web = [d for name, docs in documents(work, "wren-halvorsen").items() if name != "git" for d in docs]
+    web = [d for name, docs in documents(work, "wren-halvorsen").items() if name not in ("git", "file") for d in docs]
     assert sorted(d.title for d in web) == sorted(p.title for p in POSTS)
     for post in POSTS:
         [document] = [d for d in web if d.title == post.title]
@@ -174,6 +174,7 @@ def test_the_crawl_store_passes_the_raw_documents_suite_and_publishes(crawled):
     published = work / "data" / "raw" / "wren-halvorsen"
     assert sorted(p.name for p in published.glob("*.jsonl")) == [
         "blog.jsonl",
+        "file.jsonl",
         "git.jsonl",
         "medium.jsonl",
         "quarantine.jsonl",
