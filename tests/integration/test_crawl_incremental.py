@@ -75,7 +75,7 @@ def test_one_edited_article_is_downloaded_and_becomes_exactly_one_new_revision(t
     downloaded = [r.path for r in log if r.status == HTTPStatus.OK]
     assert downloaded == [f"/posts/{EDITED_SLUG}/"]
     counts = summary(result)
-    assert (counts["new"], counts["revised"], counts["same"]) == (0, 1, 40)
+    assert (counts["new"], counts["revised"], counts["same"]) == (0, 1, 45)
     revised = [d for docs in documents(work, "wren-halvorsen").values() for d in docs if d.revision > 1]
     assert [(d.source_url.rsplit("/", 2)[-2], d.revision) for d in revised] == [(EDITED_SLUG, 2)]
     assert revised[0].content.rstrip().endswith(ADDED)
