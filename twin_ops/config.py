@@ -191,6 +191,29 @@ class QualityParams(_Section):
     preference_dataset: PreferenceDatasetQuality
 
 
+SCRUB_KINDS = (
+    "aws_key", "github_token", "private_key", "credential", "slack_token", "stripe_key", "jwt", "basic_auth",
+    "api_token", "email", "phone",
+)  # fmt: skip
+
+
+class ScrubParams(_Section):
+    # What twin_ops/quality/scrub.py redacts before features and datasets read the documents.
+    kinds: list[str]
+    replacement: str = Field(min_length=1)  # "{kind}" is filled in
+    phone_regions: list[str]  # numbers written without +<country> are read as these countries'
+    allowlist: list[str]  # never redacted, beside the author's name and public_contacts
+
+    @model_validator(mode="after")
+    def _known_kinds(self) -> ScrubParams:
+        unknown = sorted(set(self.kinds) - set(SCRUB_KINDS))
+        if unknown:
+            raise ValueError(f"unknown kinds {unknown}; known: {list(SCRUB_KINDS)}")
+        if "{kind}" not in self.replacement:
+            raise ValueError("replacement must contain {kind}")
+        return self
+
+
 class TeacherParams(_Section):
     model: str = Field(min_length=1)
     requests_per_minute: float = Field(gt=0)
@@ -408,6 +431,7 @@ class Params(_Section):
     collect: CollectParams
     features: FeaturesParams
     quality: QualityParams
+    scrub: ScrubParams
     datasets: DatasetsParams
     training: TrainingParams
     airflow: AirflowParams

@@ -83,6 +83,9 @@ class Author(_Record):
     id: AuthorId
     name: NonEmpty
     sources: list[Source] = Field(default_factory=list)
+    # The author's own public e-mail addresses, phone numbers or handles: published on purpose, so
+    # never redacted as personal data (the name is kept too: names are not redacted at all).
+    public_contacts: list[str] = Field(default_factory=list)
 
 
 class RawDocument(_Record):

@@ -266,6 +266,15 @@ def test_nightly_refresh_publishes_the_authors_feature_asset(project):
     for stage in (f"crawl@{AUTHOR}", f"validate_raw@{AUTHOR}", f"features@{AUTHOR}"):
         assert stage in lock, sorted(lock)
     assert index_counts(raw["features"])[raw["features"]["chunks_alias"]] == events[0]["extra"]["chunks"]
+    # The secrets and contact details planted in the demo repository and export were redacted.
+    planted = yaml.safe_load((ROOT / "include" / "demo_site" / "planted_secrets.yaml").read_text())["planted"]
+    with connect() as client:
+        indexed = json.dumps(
+            [o.properties for alias in index_counts(raw["features"]) for o in client.collections.get(alias).iterator()],
+            default=str,
+        )
+    assert "<redacted:" in indexed
+    assert [case["kind"] for case in planted if case["value"] in indexed] == []
     run(repo, env, "git", "add", "-A")
     run(repo, env, "git", "commit", "-qm", "data v1")
 

@@ -26,7 +26,8 @@ from twin_ops.domain import DocumentKind, Platform, QuarantineReason, SkipReason
 
 POSTS = read_posts(ROOT / CONTENT_DIR / "posts")
 JUNO = read_posts(ROOT / CONTENT_DIR / "other_author")
-REPO_FILES = 7  # README, DESIGN, three modules, one test, pyproject (see test_collect_repos)
+REPO_FILES = 10  # README, DESIGN, three modules, one test, pyproject, three deploy configs (test_collect_repos)
+EXPORT_FILES = 2  # include/demo_site/export: the mailbag and the workshop notes
 
 
 def words(markdown: str) -> str:
@@ -55,17 +56,17 @@ def test_exact_documents_per_platform(crawled):
     work, result, _, _ = crawled
     stored = documents(work, "wren-halvorsen")
     expected = {platform: sum(p.platform == platform for p in POSTS) for platform in ("blog", "medium", "substack")}
-    assert {name: len(docs) for name, docs in stored.items()} == {**expected, "git": REPO_FILES}
+    assert {name: len(docs) for name, docs in stored.items()} == {**expected, "git": REPO_FILES, "file": EXPORT_FILES}
     assert expected == {"blog": 26, "medium": 4, "substack": 4}
     counts = summary(result)
-    assert (counts["new"], counts["revised"], counts["quarantined"]) == (34 + REPO_FILES, 0, 1)
+    assert (counts["new"], counts["revised"], counts["quarantined"]) == (34 + REPO_FILES + EXPORT_FILES, 0, 1)
     assert all(d.kind == DocumentKind.REPOSITORY for d in stored["git"])
 
 
 def test_every_fetched_url_ends_kept_quarantined_or_skipped_exactly_once(crawled):
     work, result, log, _ = crawled
     counts = summary(result)
-    web_kept = counts["kept"] - REPO_FILES
+    web_kept = counts["kept"] - REPO_FILES - EXPORT_FILES
     assert (
         counts["pages fetched"] + counts["unchanged"] + counts["failed"]
         == web_kept + counts["quarantined"] + counts["skipped"]
@@ -73,7 +74,7 @@ def test_every_fetched_url_ends_kept_quarantined_or_skipped_exactly_once(crawled
     kept = [
         d.metadata["fetched_url"]
         for name, docs in documents(work, "wren-halvorsen").items()
-        if name != "git"
+        if name not in ("git", "file")  # web pages only
         for d in docs
     ]
     left_out = [item.url for item in skipped(work, "wren-halvorsen")]
@@ -103,7 +104,7 @@ def test_listing_profile_and_discovery_pages_are_skipped_with_their_reason_and_n
 
 def test_each_post_is_one_document_with_its_title_metadata_and_text(crawled):
     work, _, _, _ = crawled
-    web = [d for name, docs in documents(work, "wren-halvorsen").items() if name != "git" for d in docs]
+    web = [d for name, docs in documents(work, "wren-halvorsen").items() if name not in ("git", "file") for d in docs]
     assert sorted(d.title for d in web) == sorted(p.title for p in POSTS)
     for post in POSTS:
         [document] = [d for d in web if d.title == post.title]
@@ -173,6 +174,7 @@ def test_the_crawl_store_passes_the_raw_documents_suite_and_publishes(crawled):
     published = work / "data" / "raw" / "wren-halvorsen"
     assert sorted(p.name for p in published.glob("*.jsonl")) == [
         "blog.jsonl",
+        "file.jsonl",
         "git.jsonl",
         "medium.jsonl",
         "quarantine.jsonl",

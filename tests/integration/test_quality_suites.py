@@ -9,6 +9,7 @@ import pytest
 
 from twin_ops.domain import sha256_text
 from twin_ops.quality.frames import with_derived_columns
+from twin_ops.quality.scrub import Scrubber
 from twin_ops.quality.validate import validate_frame
 
 AUTHOR = "wren-halvorsen"
@@ -105,7 +106,8 @@ GOOD = {
 
 
 def run(dataset, frame, params, paths):
-    return validate_frame(dataset, with_derived_columns(dataset, frame), AUTHOR, params, paths)
+    scrubber = Scrubber(params.scrub)  # the "no secrets" column of cleaned_documents
+    return validate_frame(dataset, with_derived_columns(dataset, frame, scrubber), AUTHOR, params, paths)
 
 
 @pytest.fixture

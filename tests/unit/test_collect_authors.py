@@ -16,7 +16,9 @@ def test_the_demo_author_loads_with_the_site_url_filled_in(params, paths):
         (SourceType.MEDIUM, "http://127.0.0.1:4321/medium/@wren-halvorsen"),
         (SourceType.SUBSTACK, "http://127.0.0.1:4321/substack/"),
         (SourceType.GIT, "http://127.0.0.1:4321/git/bilge-pump.git"),
+        (SourceType.FILE, str(paths.root / "include" / "demo_site" / "export")),  # resolved from the root
     ]
+    assert author.public_contacts == ["wren@halvorsen.example.org"]
 
 
 def test_demo_site_url_defaults_to_the_demo_server_and_the_environment_overrides_it(params):

@@ -1,8 +1,11 @@
-"""The feature stage for one author: clean → validate → chunk → validate → embed → index.
+"""The feature stage for one author: clean → scrub → validate → chunk → validate → embed → index.
 
 Called by `twin-ops features`, the DVC stage and the nightly DAG alike. Files under
 data/features/<author>/ are written only after the index update succeeded, so the files always
 describe what is indexed; a failed validation stops before anything is written or indexed.
+Secrets and personal data are redacted from every cleaned document here (quality.scrub), the one
+place before both the index and the datasets (which read the cleaned documents) see the text; the
+report of what was redacted (document, kind, count, never the value) goes beside the features.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from twin_ops.features.chunk import Chunker
 from twin_ops.features.clean import Cleaner
 from twin_ops.features.embed import Embedder
 from twin_ops.quality import frames
+from twin_ops.quality.scrub import Redaction, Scrubber
 from twin_ops.quality.validate import ValidationFailed, report_path, validate_frame, write_report
 
 log = logging.getLogger(__name__)
@@ -43,6 +47,7 @@ class FeatureSummary(BaseModel):
     embedded_chunks: int = 0
     stale_chunks_removed: int = 0
     rebuilt: bool = False
+    redacted: dict[str, int] = Field(default_factory=dict)  # by kind, over all documents
     seconds: dict[str, float] = Field(default_factory=dict)
 
     def line(self) -> str:
@@ -50,7 +55,8 @@ class FeatureSummary(BaseModel):
         return (
             f"features {self.author_id}: {self.documents} documents ({self.new_or_changed_documents} new/changed, "
             f"{self.removed_documents} removed), {self.chunks} chunks ({self.embedded_chunks} embedded, "
-            f"{self.stale_chunks_removed} stale removed){' [rebuild]' if self.rebuilt else ''}; {stages}"
+            f"{self.stale_chunks_removed} stale removed), {sum(self.redacted.values())} redactions"
+            f"{' [rebuild]' if self.rebuilt else ''}; {stages}"
         )
 
 
@@ -65,24 +71,58 @@ def _fingerprint_file(paths: Paths, author_id: str) -> Path:
     return feature_files(paths, author_id)[0].with_name("fingerprint.txt")
 
 
-def _fingerprint(features: FeaturesParams) -> str:
-    """Changes whenever cleaning, chunking or the model would give different features."""
+def redactions_file(paths: Paths, author_id: str) -> Path:
+    """The redaction report, beside the features it describes."""
+    return feature_files(paths, author_id)[0].with_name("redactions.json")
+
+
+def _fingerprint(features: FeaturesParams, scrubber: Scrubber) -> str:
+    """Changes whenever cleaning, scrubbing, chunking or the model would give different features."""
     relevant = features.model_dump(
         mode="json", include={"embedding_model", "boilerplate_patterns", "tracking_parameters", "chunking"}
     )
+    relevant["scrub"] = scrubber.settings()
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
 
 
-def _previous_run(paths: Paths, author_id: str, fingerprint: str) -> dict[str, tuple[CleanedDocument, list[Chunk]]]:
-    """Last run's features by document id, if they were made with the same settings."""
+Previous = dict[str, tuple[CleanedDocument, list[Chunk], list[Redaction]]]
+
+
+def _previous_run(paths: Paths, author_id: str, fingerprint: str) -> Previous:
+    """Last run's features (and redactions) by document id, if they were made with the same settings."""
     cleaned_file, chunks_file = feature_files(paths, author_id)
-    stamp = _fingerprint_file(paths, author_id)
+    stamp, redactions = _fingerprint_file(paths, author_id), redactions_file(paths, author_id)
     if not (stamp.exists() and stamp.read_text() == fingerprint and cleaned_file.exists() and chunks_file.exists()):
+        return {}
+    if not redactions.exists():  # made before the scrubber: scrub everything again
         return {}
     by_document: dict[str, list[Chunk]] = {}
     for chunk in read_jsonl(chunks_file, Chunk):
         by_document.setdefault(chunk.document_id, []).append(chunk)
-    return {doc.id: (doc, by_document.get(doc.id, [])) for doc in read_jsonl(cleaned_file, CleanedDocument)}
+    redacted: dict[str, list[Redaction]] = {}
+    for entry in json.loads(redactions.read_text())["documents"]:
+        redacted.setdefault(entry["document_id"], []).append(Redaction.model_validate(entry))
+    return {
+        doc.id: (doc, by_document.get(doc.id, []), redacted.get(doc.id, []))
+        for doc in read_jsonl(cleaned_file, CleanedDocument)
+    }
+
+
+def write_redactions(path: Path, author_id: str, documents: int, redactions: list[Redaction]) -> None:
+    """The redaction report: totals by kind and one line per document and kind, never a value."""
+    totals: dict[str, int] = {}
+    for entry in redactions:
+        totals[entry.kind] = totals.get(entry.kind, 0) + entry.count
+    report = {
+        "author_id": author_id,
+        "documents_scanned": documents,
+        "documents_redacted": len({entry.document_id for entry in redactions}),
+        "redacted": dict(sorted(totals.items())),
+        "documents": [entry.model_dump() for entry in redactions],
+    }
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(report, indent=2))
+    temporary.replace(path)
 
 
 def load_raw(paths: Paths, author_id: str) -> list[RawDocument]:
@@ -93,9 +133,10 @@ def load_raw(paths: Paths, author_id: str) -> list[RawDocument]:
     return [document for path in files for document in read_jsonl(path, RawDocument)]
 
 
-def _validate(dataset: str, records: list, author_id: str, params: Params, paths: Paths):
+def _validate(dataset: str, records: list, author_id: str, params: Params, paths: Paths, scrubber: Scrubber):
     frame = pd.DataFrame([record.model_dump(mode="json") for record in records])
-    report = validate_frame(dataset, frames.with_derived_columns(dataset, frame), author_id, params, paths)
+    frame = frames.with_derived_columns(dataset, frame, scrubber=scrubber)
+    report = validate_frame(dataset, frame, author_id, params, paths)
     if not report.success:
         write_report(report, report_path(paths, dataset, author_id, failed=True))
         raise ValidationFailed(report)
@@ -125,7 +166,8 @@ def run_features(
 
     raw = load_raw(paths, author_id)
     features = params.features
-    fingerprint = _fingerprint(features)
+    scrubber = Scrubber.for_author(author_id, params, paths)
+    fingerprint = _fingerprint(features, scrubber)
     # Unchanged documents reuse last run's cleaned text and chunks: a nightly refresh then costs
     # in proportion to what changed, not to the whole corpus.
     previous = {} if rebuild else _previous_run(paths, author_id, fingerprint)
@@ -134,23 +176,30 @@ def run_features(
     chunker = Chunker(features.chunking, embedder.count_tokens, embedder.split_tokens)
     cleaned: list[CleanedDocument] = []
     chunks: list[Chunk] = []
+    redactions: list[Redaction] = []
     for document in raw:
         reused = previous.get(document.id)
         if reused and reused[0].raw_content_hash == document.content_hash:
             cleaned.append(reused[0])
             chunks.extend(reused[1])
+            redactions.extend(reused[2])
             continue
         result = cleaner.clean(document)
         if result is None:
             summary.skipped_empty += 1
             continue
+        # Scrubbed before chunking: no chunk, vector, dataset row or model ever holds the value.
+        result, redacted = scrubber.scrub_document(result)
+        redactions.extend(redacted)
         cleaned.append(result)
         chunks.extend(chunker.chunk(result))
+    for entry in redactions:
+        summary.redacted[entry.kind] = summary.redacted.get(entry.kind, 0) + entry.count
     summary.documents = len(cleaned)
     summary.chunks = len(chunks)
-    lap("clean+chunk")
-    cleaned_report = _validate("cleaned_documents", cleaned, author_id, params, paths)
-    chunks_report = _validate("chunks", chunks, author_id, params, paths)
+    lap("clean+scrub+chunk")
+    cleaned_report = _validate("cleaned_documents", cleaned, author_id, params, paths, scrubber)
+    chunks_report = _validate("chunks", chunks, author_id, params, paths, scrubber)
     lap("validate")
 
     from twin_ops.services.weaviate import connect
@@ -186,6 +235,7 @@ def run_features(
     cleaned_file, chunks_file = feature_files(paths, author_id)
     write_jsonl(cleaned_file, cleaned)
     write_jsonl(chunks_file, chunks)
+    write_redactions(redactions_file(paths, author_id), author_id, len(cleaned), redactions)
     _fingerprint_file(paths, author_id).write_text(fingerprint)
     write_report(cleaned_report, report_path(paths, "cleaned_documents", author_id))
     write_report(chunks_report, report_path(paths, "chunks", author_id))

@@ -9,11 +9,19 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from twin_ops.config import Paths
 from twin_ops.errors import TwinOpsError
+
+if TYPE_CHECKING:
+    from twin_ops.quality.scrub import Scrubber
+
+# Datasets checked for secrets and personal data left after the scrub ("no secrets"): the cleaned
+# documents are what the index and the datasets are built from.
+SCRUBBED_DATASETS = frozenset({"cleaned_documents"})
 
 
 class DatasetNotFound(TwinOpsError, FileNotFoundError):
@@ -67,9 +75,19 @@ def _sha256(text: object) -> str | None:
     return hashlib.sha256(text.encode("utf-8")).hexdigest() if isinstance(text, str) else None
 
 
-def with_derived_columns(dataset: str, frame: pd.DataFrame) -> pd.DataFrame:
-    """Columns the suites check that no single stored column holds."""
+def with_derived_columns(dataset: str, frame: pd.DataFrame, scrubber: Scrubber | None = None) -> pd.DataFrame:
+    """Columns the suites check that no single stored column holds.
+
+    ``scrubber`` (needed for SCRUBBED_DATASETS) fills ``secrets_found``: the kinds of secret or
+    personal data still in a row's text or title, "" when none. Without it the column is missing
+    and "no secrets" fails rather than passing unchecked.
+    """
     frame = frame.copy()
+    if scrubber is not None and dataset in SCRUBBED_DATASETS and {"text", "title", "source_url"} <= set(frame.columns):
+        frame["secrets_found"] = [
+            scrubber.kinds_in(text, title, url)
+            for text, title, url in zip(frame["text"], frame["title"], frame["source_url"], strict=True)
+        ]
     if dataset == "raw_documents" and {"content", "content_hash"} <= set(frame.columns):
         frame["content_hash_matches"] = frame["content"].map(_sha256) == frame["content_hash"]
     if "fetched_at" in frame.columns:
@@ -84,10 +102,12 @@ def with_derived_columns(dataset: str, frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def load_frame(paths: Paths, dataset: str, author_id: str, location: Path | None = None) -> pd.DataFrame:
+def load_frame(
+    paths: Paths, dataset: str, author_id: str, location: Path | None = None, scrubber: Scrubber | None = None
+) -> pd.DataFrame:
     location = location or dataset_location(paths, dataset, author_id)
     if dataset in ("instruct_dataset", "preference_dataset"):
         frame = read_parquet_frame(location)
     else:
         frame = read_jsonl_frame(location)
-    return with_derived_columns(dataset, frame)
+    return with_derived_columns(dataset, frame, scrubber)

@@ -89,6 +89,8 @@ def cleaned_documents(q: QualityParams, author_id: str) -> list[Expectation]:
         ),
         _named("no duplicate texts", E.ExpectColumnValuesToBeUnique(column="text")),
         _named("raw hash is sha256", E.ExpectColumnValuesToMatchRegex(column="raw_content_hash", regex=SHA256)),
+        # secrets_found: the kinds (never the values) the scrubber still finds (frames.py).
+        _named("no secrets", E.ExpectColumnValuesToBeInSet(column="secrets_found", value_set=[""])),
     ]
 
 

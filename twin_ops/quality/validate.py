@@ -152,7 +152,12 @@ def validate_dataset(
     dataset: str, author_id: str, params: Params, paths: Paths, location: Path | None = None
 ) -> ValidationReport:
     """Validate a stored dataset, write its JSON report and return it."""
-    frame = frames.load_frame(paths, dataset, author_id, location)
+    scrubber = None
+    if dataset in frames.SCRUBBED_DATASETS:
+        from twin_ops.quality.scrub import Scrubber
+
+        scrubber = Scrubber.for_author(author_id, params, paths)
+    frame = frames.load_frame(paths, dataset, author_id, location, scrubber)
     report = validate_frame(dataset, frame, author_id, params, paths)
     write_report(report, report_path(paths, dataset, author_id, failed=not report.success))
     if report.success:
