@@ -82,13 +82,14 @@ def test_the_evaluation_report_is_html_with_its_plot(client, project):
     assert "default-src 'none'" in response.headers["content-security-policy"]
 
 
-def test_the_model_card_is_html_and_the_weights_are_not_served(client):
+def test_the_model_card_is_html_and_the_weights_are_not_served(client, project):
     response = client.get(f"/models/{AUTHOR}/sft/README.md")
     assert response.status_code == 200, response.text
     assert f"<h1>twin-ops · {AUTHOR} · sft</h1>" in response.text
     assert "<pre class='metadata'>base_model: tiny-base" in response.text  # the YAML header, as text
     assert client.get(f"/models/{AUTHOR}/sft/adapter/adapter_model.safetensors").status_code == 404
-    assert client.get(f"/models/{AUTHOR}/sft/metrics.json").status_code == 404  # not written here anyway
+    (project[2].parent / "metrics.json").write_text("{}")  # only cards and plots in models/
+    assert client.get(f"/models/{AUTHOR}/sft/metrics.json").status_code == 404
 
 
 def test_data_docs_are_served_as_they_are(client, project):
