@@ -47,8 +47,10 @@ class FakeBackend:
     def __init__(self, fail: RequestError | None = None, slow_s: float = 0.0) -> None:
         self.fail, self.slow_s = fail, slow_s
         self.requests: list[GenerationRequest] = []
+        self.histories: list[tuple[tuple[str, str], ...]] = []  # what each retrieval was given
 
-    async def retrieve(self, query: str, author: str | None, k: int | None) -> Retrieval:
+    async def retrieve(self, query: str, author: str | None, k: int | None, history=()) -> Retrieval:
+        self.histories.append(history)
         if self.slow_s:
             await asyncio.sleep(self.slow_s)
         if self.fail:
