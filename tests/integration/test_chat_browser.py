@@ -118,10 +118,11 @@ def test_chat_in_the_browser(app, browser, tmp_path):
 
     browser.get(f"{url}/")  # redirects to /chat; the page itself needs no key
     assert browser.current_url.endswith("/chat")
-    key_form = wait(browser, lambda d: d.find_element(By.ID, "key-form").is_displayed(), "the key prompt (a 401)")
-    assert key_form
+    wait(browser, lambda d: d.find_element(By.ID, "key-form").is_displayed(), "the key prompt (a 401)")
+    assert not Select(browser.find_element(By.ID, "twin")).options  # nothing listed without the key
     browser.find_element(By.ID, "api-key").send_keys(API_KEY + "\n")
     wait(browser, lambda d: len(Select(d.find_element(By.ID, "twin")).options) == 2, "the twins listed")
+    assert not browser.find_element(By.ID, "key-form").is_displayed()
     Select(browser.find_element(By.ID, "twin")).select_by_value(twin("wren-halvorsen"))
     assert API_KEY not in browser.current_url
 
