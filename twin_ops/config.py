@@ -16,7 +16,7 @@ import json
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -318,6 +318,16 @@ class LlmParams(_Section):
     no_repeat_ngram_size: int = Field(ge=0)  # 0 = off
 
 
+class ConversationParams(_Section):
+    # How a chat's follow-up is searched (twin_ops.rag.retrieve.conversation_query); measured by
+    # benchmarks/conversation.py.
+    method: Literal["last", "concat", "weighted", "condense"]
+    turns: int = Field(ge=1)  # the user's turns searched with, the new one included (1 = the last alone)
+    decay: float = Field(gt=0, le=1)  # weighted: each older turn's vector weighs this much less
+    condense_max_tokens: int = Field(ge=1)
+    condense_template: str = Field(min_length=1)  # {history}: earlier user turns; {question}: the new one
+
+
 class RagParams(_Section):
     # The one retrieval and prompt path (twin_ops.rag): serving and evaluation both read it.
     default_k: int = Field(ge=1)
@@ -328,6 +338,7 @@ class RagParams(_Section):
     expansion_temperature: float = Field(gt=0, le=2)
     expansion_top_p: float = Field(gt=0, le=1)
     expansion_template: str = Field(min_length=1)
+    conversation: ConversationParams
     reranker: str  # "" = score fusion
     rerank_candidates: int = Field(ge=1)
     device: str = Field(pattern=r"^(cpu|cuda|auto)$")  # the cross-encoder's

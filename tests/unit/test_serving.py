@@ -48,8 +48,10 @@ class FakeBackend:
         self.fail, self.slow_s = fail, slow_s
         self.requests: list[GenerationRequest] = []
         self.admissions: list[tuple[str, int, int]] = []
+        self.histories: list[tuple[tuple[str, str], ...]] = []  # what each retrieval was given
 
-    async def retrieve(self, query: str, author: str | None, k: int | None) -> Retrieval:
+    async def retrieve(self, query: str, author: str | None, k: int | None, history=()) -> Retrieval:
+        self.histories.append(history)
         if self.slow_s:
             await asyncio.sleep(self.slow_s)
         if self.fail:

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import frontmatter
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
 
 from twin_ops.config import Params, Paths, project_root
 from twin_ops.demo.site import CONTENT_DIR
@@ -91,3 +94,26 @@ def drop_index(params: Params) -> None:
             client.alias.delete(alias_name=alias)
             if target:
                 client.collections.delete(target)
+
+
+class Conversation(BaseModel):
+    """A two-turn chat with a demo author's twin and the post (its slug) the second question should
+    be answered from. ``follow_up``: the second question only makes sense with the first;
+    ``new_topic``: it stands alone, about another post (the first must not pull retrieval back)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    author: str
+    kind: Literal["follow_up", "new_topic"] = "follow_up"
+    article: str
+    first: str = Field(min_length=1)
+    follow_up: str = Field(min_length=1)
+
+    def url(self) -> str:
+        return f"http://127.0.0.1:8000/posts/{self.article}/"
+
+
+def demo_conversations(root: Path | None = None) -> list[Conversation]:
+    """include/demo/conversations.yaml: the set conversation-aware retrieval is measured on."""
+    raw = yaml.safe_load(((root or project_root()) / "include" / "demo" / "conversations.yaml").read_text())
+    return [Conversation.model_validate(item) for item in raw]

@@ -1,4 +1,9 @@
-"""Retrieval for one question: self-query → expansion → hybrid search → fusion or rerank → top-k.
+"""Retrieval for one question: conversation → self-query → expansion → hybrid search → fusion or
+rerank → top-k.
+
+In a chat, the new message may only make sense with the ones before it ("why does it matter?"):
+``conversation_query`` turns the user's recent turns into what is searched, by the method of
+``rag.conversation`` (measured in benchmarks/conversation.py).
 
 The steps that need a model (embedding, expansion) are passed in as async callables, so the same
 code runs inside the Ray Retriever deployment (calling the Embedder and Generator deployments,
@@ -21,12 +26,15 @@ from twin_ops.config import Params, Settings
 from twin_ops.errors import InvalidRequest, NotFound, Unavailable
 from twin_ops.features.search import BadQuery, SearchHit, search
 from twin_ops.llm import LoadedModel, Sampling
+from twin_ops.llm.model import GREEDY_TOP_P, Message
 from twin_ops.rag.records import Passage, Retrieval
 
 log = logging.getLogger(__name__)
 
 EmbedFn = Callable[[list[str]], Awaitable[list[list[float]]]]
 ExpandFn = Callable[[str, int], Awaitable[list[str]]]
+# (the user's earlier turns, oldest first; the new message; the author) → a standalone question
+CondenseFn = Callable[[list[str], str, str], Awaitable[str]]
 
 
 @dataclass(frozen=True)
@@ -100,6 +108,73 @@ def expand_query(model: LoadedModel, question: str, n: int, params: Params) -> l
     )
     completions = model.generate([ids] * n, [sampling] * n)
     return [completion.text.split("\n")[0].strip() for completion in completions]
+
+
+def earlier_user_turns(history: Sequence[Message], n: int) -> list[str]:
+    """The user's last ``n`` messages in ``history`` (the turns before the new one), oldest first.
+
+    Only the user's turns: they name what the person asks about, while the twin's answers are
+    generated text that may have drifted from it (and would pull retrieval after the drift).
+    """
+    if n <= 0:
+        return []
+    turns = [content for role, content in history if role == "user" and content.strip()]
+    return turns[-n:]
+
+
+def condense_question(model: LoadedModel, earlier: Sequence[str], question: str, params: Params) -> str:
+    """The follow-up rewritten by ``model`` as one standalone question (greedy: the same conversation
+    always searches the same way). Its first non-empty line; "" when the model wrote nothing."""
+    conversation = params.rag.conversation
+    history = "\n".join(f"- {turn}" for turn in earlier)
+    ids = model.render([("user", conversation.condense_template.format(history=history, question=question))])
+    greedy = Sampling(max_tokens=conversation.condense_max_tokens, temperature=0.0, top_p=GREEDY_TOP_P)
+    text = model.generate([ids], [greedy])[0].text
+    lines = [line.strip().strip('"').strip() for line in text.splitlines()]
+    return next((line for line in lines if line), "")
+
+
+def turn_weights(count: int, decay: float) -> list[float]:
+    """Weights of ``count`` turns, oldest first: the newest weighs 1, each older one ``decay`` times less."""
+    return [decay ** (count - 1 - index) for index in range(count)]
+
+
+def weighted_vector(vectors: Sequence[Sequence[float]], weights: Sequence[float]) -> list[float]:
+    """The weighted mean of (normalised) embeddings, normalised again: one query vector."""
+    matrix = np.asarray(vectors, dtype=np.float64)
+    matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+    mean = np.asarray(weights, dtype=np.float64) @ matrix
+    return (mean / max(float(np.linalg.norm(mean)), 1e-12)).tolist()
+
+
+@dataclass(frozen=True)
+class ConversationQuery:
+    """What one chat turn searches with: ``text`` (keywords, and the vector unless ``turns`` is set)
+    and, for the weighted method, the turns whose vectors are averaged with ``weights``."""
+
+    text: str
+    turns: tuple[str, ...] = ()
+    weights: tuple[float, ...] = ()
+
+
+async def conversation_query(
+    question: str, earlier: Sequence[str], params: Params, author: str, condense: CondenseFn | None
+) -> ConversationQuery:
+    """The search for ``question`` given the user's ``earlier`` turns, by ``rag.conversation.method``."""
+    conversation = params.rag.conversation
+    if not earlier or conversation.method == "last":
+        return ConversationQuery(question)
+    joined = "\n".join([*earlier, question])
+    if conversation.method == "concat":
+        return ConversationQuery(joined)
+    if conversation.method == "weighted":
+        turns = (*earlier, question)
+        return ConversationQuery(joined, turns, tuple(turn_weights(len(turns), conversation.decay)))
+    if condense is None:
+        raise ValueError("rag.conversation.method 'condense' needs a model to condense with (none was given)")
+    standalone = (await condense(list(earlier), question, author)).strip()
+    # A model that wrote nothing usable must not lose the thread: fall back to the joined turns.
+    return ConversationQuery(standalone or joined)
 
 
 @dataclass(frozen=True)
@@ -242,15 +317,19 @@ class Retriever:
 
     # --- one question ---------------------------------------------------------------------------
 
-    def choose_author(self, query: str, author: str | None) -> tuple[str, str]:
+    def choose_author(self, query: str, author: str | None, earlier: Sequence[str] = ()) -> tuple[str, str]:
+        """The author named by the request; else the one the question names, or failing that the
+        newest earlier turn that names one (a follow-up keeps the conversation's author); else
+        serving.author."""
         known = {a.id for a in self.authors}
         if author:
             if known and author not in known:
                 raise NotFound(f"unknown author {author!r}; known authors: {', '.join(sorted(known))}")
             return author, "request"
-        detected = detect_author(query, self.authors)
-        if detected:
-            return detected, "query"
+        for text in (query, *reversed(earlier)):
+            detected = detect_author(text, self.authors)
+            if detected:
+                return detected, "query"
         return self.params.serving.author, "default"
 
     async def retrieve(
@@ -261,22 +340,33 @@ class Retriever:
         embed: EmbedFn,
         expand: ExpandFn,
         *,
+        history: Sequence[Message] = (),
+        condense: CondenseFn | None = None,
         exclude_document: str | None = None,
     ) -> Retrieval:
-        """The top-k passages for ``query``. ``exclude_document`` keeps one document out of the
-        results (evaluation: the held-out answer's own post would leak the answer)."""
+        """The top-k passages for ``query``. ``history``: the chat's messages before it (role,
+        content), searched with by ``rag.conversation``; ``condense`` writes a standalone question
+        (the condense method). ``exclude_document`` keeps one document out of the results
+        (evaluation: the held-out answer's own post would leak the answer)."""
         rag = self.params.rag
         k = rag.default_k if k is None else k
         if not 1 <= k <= rag.max_k:
             raise InvalidRequest(f"k must be between 1 and {rag.max_k}, got {k}")
         if not query.strip():
             raise InvalidRequest("query is empty")
-        chosen, source = self.choose_author(query, author)
-        queries = [query]
+        earlier = earlier_user_turns(history, rag.conversation.turns - 1)
+        chosen, source = self.choose_author(query, author, earlier)
+        searched = await conversation_query(query, earlier, self.params, chosen, condense)
+        queries = [searched.text]
         if rag.query_expansions:
-            extra = await expand(query, rag.query_expansions)
-            queries += [q for q in dict.fromkeys(extra) if q.strip() and q != query]
-        vectors = await embed(queries)
+            extra = await expand(searched.text, rag.query_expansions)
+            queries += [q for q in dict.fromkeys(extra) if q.strip() and q != searched.text]
+        if searched.turns:  # the weighted method: the first query's vector is the turns' weighted mean
+            embedded = await embed([*searched.turns, *queries[1:]])
+            turns = len(searched.turns)
+            vectors = [weighted_vector(embedded[:turns], searched.weights), *embedded[turns:]]
+        else:
+            vectors = await embed(queries)
         # Fetch more than k whenever something re-orders the hits (fusion of several lists, a reranker).
         limit = k if len(queries) == 1 and self.reranker is None else max(k, rag.rerank_candidates)
         limit = min(limit, self.params.features.search.max_k)
@@ -284,5 +374,5 @@ class Retriever:
         hit_lists = await self.search_watched(plan)
         passages = fuse(hit_lists)
         if self.reranker is not None:
-            passages = await asyncio.to_thread(self.rerank, query, passages)
+            passages = await asyncio.to_thread(self.rerank, searched.text, passages)
         return Retrieval(author=chosen, author_source=source, queries=tuple(queries), passages=tuple(passages[:k]))

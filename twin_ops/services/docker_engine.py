@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from twin_ops.config import Params, Paths, Settings
+from twin_ops.services.apt import AptUnavailable, apt_install
 
 # Exec state (containerd sockets) belongs on a tmpfs with short paths: unix sockets allow ~107 chars.
 RUN_DIR = Path("/run/twin-ops")
@@ -72,15 +73,10 @@ def ping(settings: Settings) -> str | None:
 
 
 def _apt_install(*packages: str, log=print) -> None:
-    if shutil.which("apt-get") is None or os.geteuid() != 0:
-        raise DockerUnavailable(
-            f"{', '.join(packages)} missing and cannot be installed here (needs root and apt-get); "
-            "install Docker, or set DOCKER_HOST to an engine you run"
-        )
-    log(f"docker: installing {' '.join(packages)} with apt-get")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", *packages], check=True, env=env)
+    try:
+        apt_install(*packages, log=lambda line: log(f"docker: {line}"))
+    except AptUnavailable as exc:
+        raise DockerUnavailable(f"{exc}; install Docker, or set DOCKER_HOST to an engine you run") from exc
 
 
 def start_engine(params: Params, paths: Paths, settings: Settings, *, log=print) -> EngineInfo:

@@ -2,12 +2,16 @@
 
     POST /v1/chat/completions   OpenAI-compatible (``stream: true`` = server-sent events); ``model``
                                 picks the twin (``<author>-twin``); the last user message is the
-                                retrieval query; extra fields: author, k
+                                retrieval query, searched with the earlier ones (rag.conversation);
+                                extra fields: author, k
     GET  /v1/models             every author's twin, with the version it serves
     POST /rag                   {query, author, k} → {answer, sources, model_version, author}; the
                                 author's twin answers (named, or found in the question)
     GET  /health                200 when the twin (?model=, default serving.author's) is loaded and
                                 Weaviate answers, else 503 + reasons
+    GET  /chat                  the chat page (static/: plain HTML/CSS/JS, served without the key:
+                                it holds nothing secret and asks for the key the API needs)
+    GET  /                      redirects to /chat
     GET  /openapi.json, /docs   the schema (FastAPI)
 
 Every error is an OpenAI-style body ``{"error": {"message", "type", "code"}}`` with a 4xx/5xx
@@ -24,11 +28,13 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
 from twin_ops.config import Params
@@ -55,11 +61,21 @@ from twin_ops.serving.records import (
     StreamStart,
 )
 
+STATIC = Path(__file__).parent / "static"  # the chat page, shipped in the package
+# The page may load and call nothing but this app: no CDN, no external fonts, no inline script.
+PAGE_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
+    "form-action 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+
 
 class Backend(Protocol):
     async def models(self) -> dict[str, str]: ...  # model id → the version it serves
 
-    async def retrieve(self, query: str, author: str | None, k: int | None) -> Retrieval: ...
+    # history: the chat's messages before the question (role, content), for conversation-aware retrieval
+    async def retrieve(
+        self, query: str, author: str | None, k: int | None, history: tuple[tuple[str, str], ...] = ()
+    ) -> Retrieval: ...
 
     async def generate(self, request: GenerationRequest) -> Generation: ...
 
@@ -382,8 +398,10 @@ def create_api(backend: Backend, params: Params, api_key: str | None = None, obs
 
     authorized = [Depends(authorize)]
 
-    async def retrieve(query: str, author: str | None, k: int | None) -> Retrieval:
-        return await with_timeout(backend.retrieve(query, author, k), timeouts.retrieval_s, "retrieval")
+    async def retrieve(
+        query: str, author: str | None, k: int | None, history: tuple[tuple[str, str], ...] = ()
+    ) -> Retrieval:
+        return await with_timeout(backend.retrieve(query, author, k, history), timeouts.retrieval_s, "retrieval")
 
     async def served_twin(request: Request, model_id: str) -> str:
         """``model_id`` when this app serves it, else a 404 naming what it serves."""
@@ -409,6 +427,20 @@ def create_api(backend: Backend, params: Params, api_key: str | None = None, obs
             reasons=list(state.reasons),
         )
         return JSONResponse(body.model_dump(), status_code=200 if state.ok else 503)
+
+    # --- the chat page: no key needed to load it (the API calls it makes need one) -----------------
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def home() -> RedirectResponse:
+        return RedirectResponse("/chat")
+
+    @app.get("/chat", include_in_schema=False)
+    async def chat_page() -> FileResponse:
+        return FileResponse(
+            STATIC / "chat.html", media_type="text/html", headers={"Content-Security-Policy": PAGE_POLICY}
+        )
 
     @app.get("/v1/models", response_model=ModelList, dependencies=authorized, responses=_documented(401))
     async def models() -> ModelList:
@@ -444,7 +476,8 @@ def create_api(backend: Backend, params: Params, api_key: str | None = None, obs
         until = deadline()
         await admissible(model_id, "".join(text for _, text in messages), sampling, until)
         # Retrieval from the twin's own author unless the request names another (the extension field).
-        found = await retrieve(question, body.author or author_of(params, model_id), limits.k(body.k))
+        # The earlier messages go along: a follow-up is searched with the conversation (rag.conversation).
+        found = await retrieve(question, body.author or author_of(params, model_id), limits.k(body.k), messages[:-1])
         request = GenerationRequest(
             messages=messages, passages=found.passages, sampling=sampling, model=model_id, deadline=until
         )

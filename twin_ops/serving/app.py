@@ -29,7 +29,7 @@ from ray.serve.handle import DeploymentHandle
 from twin_ops.config import Params, Settings, load_params, resolve_paths
 from twin_ops.errors import NotFound, RequestError, Unavailable
 from twin_ops.llm import pick_device
-from twin_ops.llm.model import DecodeRow
+from twin_ops.llm.model import DecodeRow, Message
 from twin_ops.rag import Retrieval
 from twin_ops.serving.api import create_api
 from twin_ops.serving.errors import as_serving_error
@@ -273,6 +273,11 @@ class Generator:
         _, generator = await self._model()
         return await asyncio.to_thread(generator.expand, query, n)
 
+    async def condense(self, earlier: list[str], question: str) -> str:
+        """A follow-up as a standalone question, written by the twin of the call's model id."""
+        _, generator = await self._model()
+        return await asyncio.to_thread(generator.condense, earlier, question)
+
     async def info(self) -> ModelInfo:
         """The twin named by the call's model id (loading it if needed: a health check that works)."""
         model_id = serve.get_multiplexed_model_id() or self.default_id
@@ -308,8 +313,19 @@ class Retriever:
     async def _expand(self, query: str, n: int) -> list[str]:
         return await call(lambda: self.generator.expand.remote(query, n), "query expansion", self.backoff)
 
-    async def retrieve(self, query: str, author: str | None, k: int | None) -> Retrieval:
-        return await self.core.retrieve(query, author, k, self._embed, self._expand)
+    async def _condense(self, earlier: list[str], question: str, author: str) -> str:
+        from twin_ops.evaluation.candidate import model_name
+
+        # The author's own twin condenses (routed like an answer: to a replica that has it loaded).
+        twin = self.generator.options(multiplexed_model_id=model_name(self.params, author))
+        return await call(lambda: twin.condense.remote(earlier, question), "condensing the question", self.backoff)
+
+    async def retrieve(
+        self, query: str, author: str | None, k: int | None, history: tuple[Message, ...] = ()
+    ) -> Retrieval:
+        return await self.core.retrieve(
+            query, author, k, self._embed, self._expand, history=history, condense=self._condense
+        )
 
     async def ping(self) -> str:
         return await asyncio.to_thread(self.core.ping)
@@ -325,8 +341,10 @@ class RayBackend:
         self.retriever, self.generator = retriever, generator
         self.backoff = params.serving.timeouts.retry_backoff_s
 
-    async def retrieve(self, query: str, author: str | None, k: int | None) -> Retrieval:
-        return await call(lambda: self.retriever.retrieve.remote(query, author, k), "retrieval", self.backoff)
+    async def retrieve(
+        self, query: str, author: str | None, k: int | None, history: tuple[Message, ...] = ()
+    ) -> Retrieval:
+        return await call(lambda: self.retriever.retrieve.remote(query, author, k, history), "retrieval", self.backoff)
 
     def _twin(self, model_id: str) -> DeploymentHandle:
         # Serve routes a call to a replica that has this twin loaded, when one has.

@@ -22,7 +22,7 @@ from twin_ops.llm import GenerationDefaults, LoadedModel, ModelMissing, ModelSou
 from twin_ops.llm.model import DecodeRow, DecodeTiming
 from twin_ops.llm.resolve import base_source, resolve_version
 from twin_ops.rag import build_prompt
-from twin_ops.rag.retrieve import expand_query
+from twin_ops.rag.retrieve import condense_question, expand_query
 from twin_ops.registry.store import PRODUCTION, Registry, RegistryError
 from twin_ops.serving.records import Generation, GenerationRequest, ServedPrompt, StreamEnd, StreamEvent, StreamStart
 
@@ -157,6 +157,10 @@ class TextGenerator:
     def expand(self, question: str, n: int) -> list[str]:
         """``n`` rephrasings of the question, for query expansion (twin_ops.rag)."""
         return expand_query(self.llm, question, n, self.params)
+
+    def condense(self, earlier: list[str], question: str) -> str:
+        """A chat's follow-up as a standalone question (rag.conversation.method: condense)."""
+        return condense_question(self.llm, earlier, question, self.params)
 
 
 Submit = Callable[["TextGenerator", DecodeRow, GenerationRequest], tuple[asyncio.Future, Callable[[], None]]]

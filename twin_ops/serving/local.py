@@ -13,6 +13,7 @@ from pathlib import Path
 from twin_ops.config import Params, Settings
 from twin_ops.features.embed import Embedder
 from twin_ops.llm import pick_device
+from twin_ops.llm.model import Message
 from twin_ops.rag import Retrieval
 from twin_ops.rag.retrieve import Retriever, known_authors
 from twin_ops.serving.generation import TextGenerator, alone, choose_model, default_twin, stream_with
@@ -54,8 +55,16 @@ class LocalBackend:
     async def _expand(self, query: str, n: int) -> list[str]:
         return await asyncio.to_thread(self.generator.expand, query, n)
 
-    async def retrieve(self, query: str, author: str | None, k: int | None) -> Retrieval:
-        return await self.retriever.retrieve(query, author, k, self._embed, self._expand)
+    async def _condense(self, earlier: list[str], question: str, author: str) -> str:
+        # One twin here (serving.author's): it condenses for every author.
+        return await asyncio.to_thread(self.generator.condense, earlier, question)
+
+    async def retrieve(
+        self, query: str, author: str | None, k: int | None, history: tuple[Message, ...] = ()
+    ) -> Retrieval:
+        return await self.retriever.retrieve(
+            query, author, k, self._embed, self._expand, history=history, condense=self._condense
+        )
 
     async def generate(self, request: GenerationRequest) -> Generation:
         # Each request alone in its own thread, no admission, no batching: the naive server.
