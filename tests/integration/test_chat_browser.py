@@ -56,9 +56,9 @@ def app(params, paths, demo_index, tiny_model):
 
 @pytest.fixture(scope="module")
 def browser():
-    from tests.support.browser import headless_chromium
+    from twin_ops.services.browser import ensure_chromium, headless_driver
 
-    driver = headless_chromium()
+    driver = headless_driver(ensure_chromium(), width=1100, height=1400)
     try:
         yield driver
     finally:

@@ -7,14 +7,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from dataclasses import dataclass
 
 PACKAGES = ("chromium", "chromium-driver")
-
-
-class BrowserUnavailable(RuntimeError):
-    """chromium or its driver is missing and cannot be installed here; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -24,16 +19,11 @@ class Chromium:
 
 
 def ensure_chromium(*, log=print) -> Chromium:
-    """Debian's chromium and chromedriver, installed first if either is missing."""
+    """Debian's chromium and chromedriver, installed first (services/apt.py) if either is missing."""
+    from twin_ops.services.apt import apt_install
+
     if shutil.which("chromium") is None or shutil.which("chromedriver") is None:
-        if shutil.which("apt-get") is None or os.geteuid() != 0:
-            raise BrowserUnavailable(
-                f"{', '.join(PACKAGES)} missing and cannot be installed here (needs root and apt-get)"
-            )
-        log(f"browser: installing {' '.join(PACKAGES)} with apt-get")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-        subprocess.run(["apt-get", "install", "-y", "-qq", *PACKAGES], check=True, env=env)
+        apt_install(*PACKAGES, log=log)
     return Chromium(binary=shutil.which("chromium") or "", driver=shutil.which("chromedriver") or "")
 
 
@@ -43,6 +33,7 @@ def headless_driver(chromium: Chromium, *, width: int = 1280, height: int = 900)
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
+    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must never look for drivers online
     options = webdriver.ChromeOptions()
     options.binary_location = chromium.binary
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
