@@ -172,15 +172,18 @@ def test_a_caller_that_left_frees_its_share_of_the_estimate_at_once(generator):
 
 def test_a_full_queue_refuses_the_next_request(generator):
     async def run():
-        queue = scheduler(max_queued=1)
-        first = asyncio.ensure_future(generate_with(submit_to(queue), generator, request("one", sampling=LONG)))
-        second = asyncio.ensure_future(generate_with(submit_to(queue), generator, request("two", sampling=LONG)))
-        third = asyncio.ensure_future(generate_with(submit_to(queue), generator, request("three", sampling=LONG)))
-        return await asyncio.gather(first, second, third, return_exceptions=True)
+        queue = scheduler(max_queued=2)
+        prepared = generator.prepare(request("one", sampling=LONG))
+        # Admitted in one step of the event loop: the worker has not taken any yet, so two wait.
+        admitted = [queue.admit(generator, generator.row(prepared), time.monotonic() + 600, "tiny") for _ in range(2)]
+        with pytest.raises(TooManyRequests, match="queue is full") as refused:
+            queue.admit(generator, generator.row(prepared), time.monotonic() + 600, "tiny")
+        await asyncio.gather(*(ticket.done for ticket in admitted))
+        queue.admit(generator, generator.row(prepared), time.monotonic() + 600, "tiny")  # drained: admitted again
+        return refused.value, queue.counters
 
-    outcomes = asyncio.run(run())
-    assert sum(isinstance(o, TooManyRequests) for o in outcomes) == 1
-    assert any("queue is full" in o.message for o in outcomes if isinstance(o, TooManyRequests))
+    refused, counters = asyncio.run(run())
+    assert refused.retry_after >= 1 and counters.refused == 1 and counters.admitted == 3
 
 
 def test_the_context_goes_into_the_last_user_turn_within_the_budget(params, generator):
