@@ -370,6 +370,7 @@ class ServingBatchingParams(_Section):
 
 class ServingAdmissionParams(_Section):
     max_queued: int = Field(ge=1)
+    headroom: float = Field(gt=0, le=1)
 
 
 class ServingTimeoutParams(_Section):

@@ -47,6 +47,7 @@ class FakeBackend:
     def __init__(self, fail: RequestError | None = None, slow_s: float = 0.0) -> None:
         self.fail, self.slow_s = fail, slow_s
         self.requests: list[GenerationRequest] = []
+        self.admissions: list[tuple[str, int, int]] = []
 
     async def retrieve(self, query: str, author: str | None, k: int | None) -> Retrieval:
         if self.slow_s:
@@ -67,6 +68,11 @@ class FakeBackend:
         if self.fail:
             raise self.fail
         yield StreamEnd("stop", 2)
+
+    async def check_admission(self, model_id: str, prompt_tokens: int, max_tokens: int, deadline: float) -> None:
+        self.admissions.append((model_id, prompt_tokens, max_tokens))
+        if isinstance(self.fail, TooManyRequests):
+            raise self.fail
 
     async def models(self) -> dict[str, str]:
         return {"wren-halvorsen-twin": "twin:v1", "juno-marsh-twin": "base:tiny"}

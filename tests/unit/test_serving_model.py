@@ -151,6 +151,25 @@ def test_an_overloaded_scheduler_refuses_at_once_with_retry_after_then_admits_ag
     assert again.completion_tokens > 0  # the queue drained: admitted again
 
 
+def test_a_caller_that_left_frees_its_share_of_the_estimate_at_once(generator):
+    async def run():
+        queue = scheduler(max_queued=4)
+        queue.seed(generator.warm_up())
+        prepared = generator.prepare(request("Go on.", sampling=LONG))
+        alone = queue.estimate_s(len(prepared.input_ids), LONG.max_tokens)
+        tickets = [queue.admit(generator, generator.row(prepared), time.monotonic() + 600, "tiny") for _ in range(4)]
+        busy = queue.estimate_s(len(prepared.input_ids), LONG.max_tokens)
+        for ticket in tickets:
+            ticket.cancel()  # every caller hung up: the queue is empty for admission at once
+        freed = queue.estimate_s(len(prepared.input_ids), LONG.max_tokens)
+        queue.check(len(prepared.input_ids), LONG.max_tokens, time.monotonic() + 600, "tiny")  # not full any more
+        await asyncio.gather(*(ticket.done for ticket in tickets))
+        return alone, busy, freed
+
+    alone, busy, freed = asyncio.run(run())
+    assert busy > 3 * alone and freed == pytest.approx(alone)
+
+
 def test_a_full_queue_refuses_the_next_request(generator):
     async def run():
         queue = scheduler(max_queued=1)

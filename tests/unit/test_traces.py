@@ -54,6 +54,9 @@ class Backend:
     async def health(self, model_id: str) -> Health:
         return Health(True, ModelInfo(f"{WREN}-twin:v3", True, "cpu", model_id=model_id), "ok")
 
+    async def check_admission(self, model_id: str, prompt_tokens: int, max_tokens: int, deadline: float) -> None:
+        return None  # never too busy
+
 
 def store_at(tmp_path: Path, **bounds) -> TraceStore:
     limits = {"max_records": 1000, "max_age_days": 30.0, **bounds}

@@ -89,6 +89,14 @@ class DecodeTiming:
     steps: int = 0  # forward passes after the prefill
     row_steps: int = 0  # tokens decoded, all rows together
 
+    def scaled(self, wall_s: float) -> DecodeTiming:
+        """The same split of prefill and decode, stretched to ``wall_s`` seconds in all."""
+        inside = self.prefill_s + self.decode_s
+        factor = wall_s / inside if inside > 0 and wall_s > inside else 1.0
+        return DecodeTiming(
+            self.prefill_s * factor, self.prefill_tokens, self.decode_s * factor, self.steps, self.row_steps
+        )
+
 
 def _step_time(rows: Sequence[DecodeRow], timing: DecodeTiming, seconds: float) -> None:
     timing.decode_s += seconds

@@ -74,6 +74,9 @@ class Backend(Protocol):
 
     async def health(self, model_id: str) -> Health: ...
 
+    # 429 (TooManyRequests) when a request of about this size could not be answered by ``deadline``.
+    async def check_admission(self, model_id: str, prompt_tokens: int, max_tokens: int, deadline: float) -> None: ...
+
     async def prompt(self, request: GenerationRequest) -> ServedPrompt: ...
 
 
@@ -382,6 +385,13 @@ def create_api(
     def deadline() -> float:
         return time.time() + timeouts.generation_s
 
+    async def admissible(model_id: str, text: str, sampling: Sampling, until: float) -> None:
+        """Ask the Generator before retrieval whether it could answer in time: a refusal then
+        costs no embedding or search (retrieval's own CPU would slow the answers it cannot help).
+        The prompt's size is not known yet: the retrieved context's budget plus the text."""
+        estimate = params.rag.context_token_budget + len(text) // 3 + 64
+        await backend.check_admission(model_id, estimate, sampling.max_tokens, until)
+
     @app.exception_handler(RequestError)
     async def serving_error(request: Request, exc: RequestError) -> JSONResponse:
         request.state.error = exc.message  # for the trace
@@ -491,11 +501,13 @@ def create_api(
         trace.asked((("user", body.query),), None, body.author)
         query = limits.query(body.query)
         sampling = limits.sampling(body.max_tokens, body.temperature, None)
+        until = deadline()
+        await admissible(twin_of(body.author), query, sampling, until)
         found = await retrieve(query, body.author, limits.k(body.k), trace)
         model_id = await served_twin(http, twin_of(found.author))
         trace.asked((("user", query),), model_id, found.author)
         request = GenerationRequest(
-            messages=(("user", query),), passages=found.passages, sampling=sampling, model=model_id, deadline=deadline()
+            messages=(("user", query),), passages=found.passages, sampling=sampling, model=model_id, deadline=until
         )
         answer = await with_timeout(backend.generate(request), timeouts.generation_s, "generation")
         trace.answered(answer)
@@ -516,10 +528,12 @@ def create_api(
         trace.asked(messages, model_id, body.author or author_of(params, model_id))
         question = limits.query(messages[-1][1], "the last user message")
         sampling = limits.sampling(body.max_completion_tokens or body.max_tokens, body.temperature, body.top_p)
+        until = deadline()
+        await admissible(model_id, "".join(text for _, text in messages), sampling, until)
         # Retrieval from the twin's own author unless the request names another (the extension field).
         found = await retrieve(question, body.author or author_of(params, model_id), limits.k(body.k), trace)
         request = GenerationRequest(
-            messages=messages, passages=found.passages, sampling=sampling, model=model_id, deadline=deadline()
+            messages=messages, passages=found.passages, sampling=sampling, model=model_id, deadline=until
         )
         completion_id = trace.id
         created = int(time.time())

@@ -175,6 +175,7 @@ class Generator:
             max_queued=params.serving.admission.max_queued,
             gather_s=batching.generate_wait_s,
             observer=GeneratorMetrics(),
+            headroom=params.serving.admission.headroom,
         )
 
         # Decorated here, on a plain function (Serve keeps its cache as an attribute of the
@@ -248,6 +249,12 @@ class Generator:
             return ticket.done, ticket.cancel
 
         return submit
+
+    async def check_admission(self, prompt_tokens: int, max_tokens: int, deadline: float) -> None:
+        """429 now when a request of about this size could not finish by ``deadline`` (time.time());
+        the Ingress asks before retrieval, so a refusal costs no embedding or search."""
+        model_id = serve.get_multiplexed_model_id() or self.default_id
+        self.scheduler.check(prompt_tokens, max_tokens, time.monotonic() + (deadline - time.time()), model_id)
 
     async def generate(self, request: GenerationRequest) -> Generation:
         model_id, generator = await self._model(request.model)
@@ -327,6 +334,10 @@ class RayBackend:
 
     async def models(self) -> dict[str, str]:
         return await asyncio.to_thread(self.catalog.versions)
+
+    async def check_admission(self, model_id: str, prompt_tokens: int, max_tokens: int, deadline: float) -> None:
+        twin = self._twin(model_id)
+        await call(lambda: twin.check_admission.remote(prompt_tokens, max_tokens, deadline), "admission", self.backoff)
 
     async def generate(self, request: GenerationRequest) -> Generation:
         twin = self._twin(request.model)

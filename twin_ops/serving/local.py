@@ -44,6 +44,9 @@ class LocalBackend:
     async def models(self) -> dict[str, str]:
         return {self.model_id: self.generator.version}
 
+    async def check_admission(self, model_id: str, prompt_tokens: int, max_tokens: int, deadline: float) -> None:
+        """The baseline admits everything (that is what it is measured for)."""
+
     async def _embed(self, texts: list[str]) -> list[list[float]]:
         vectors = await asyncio.to_thread(self.embedder.encode, texts)
         return vectors.tolist()

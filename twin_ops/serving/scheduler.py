@@ -132,8 +132,10 @@ class Scheduler:
         max_queued: int,
         gather_s: float = 0.0,
         observer: Observer | None = None,
+        headroom: float = 1.0,
     ) -> None:
         self.token_budget = token_budget
+        self.headroom = headroom  # admit only what the estimate finishes within this share of the time left
         self.max_rows = max_rows
         self.max_queued = max_queued
         self.gather_s = gather_s  # before each batch: lets a burst that is still arriving join it
@@ -148,32 +150,45 @@ class Scheduler:
 
     # --- admission ------------------------------------------------------------------------------
 
+    def _live(self, tickets) -> list[Ticket]:
+        """Tickets that still cost work: a caller that left or a deadline that passed frees its share
+        at once, even before the worker drops it from the queue or the batch."""
+        return [ticket for ticket in tickets if not (ticket.cancelled or ticket.expired())]
+
     def estimate_s(self, prompt_tokens: int, max_tokens: int) -> float:
         """Seconds until a request of this size would finish, behind everything admitted."""
-        ahead = [*self.running, *self.queue]
+        ahead = self._live([*self.running, *self.queue])
         prefill = prompt_tokens + sum(ticket.prefill_left for ticket in ahead)
         decode = max_tokens + sum(ticket.decode_left for ticket in ahead)
         return self.rates.seconds(prefill, decode, max_tokens)
 
-    def admit(self, model: Any, row: DecodeRow, deadline: float, label: str) -> Ticket:
-        """Queue ``row`` or raise TooManyRequests (429) with the seconds after which to retry."""
+    def check(self, prompt_tokens: int, max_tokens: int, deadline: float, label: str) -> None:
+        """Raise TooManyRequests (429, with the seconds after which to retry) when a request of
+        this size could not finish by ``deadline`` (a time.monotonic() value) or the queue is full.
+        The Ingress asks this before retrieval too, so a refusal costs no retrieval."""
         now = time.monotonic()
-        if len(self.queue) >= self.max_queued:
+        waiting = len(self._live(self.queue))
+        if waiting >= self.max_queued:
             self._refuse(label)
             retry = self.estimate_s(0, 0)
             raise TooManyRequests(
-                f"the {label} queue is full ({len(self.queue)} requests waiting); retry in {math.ceil(retry)}s",
+                f"the {label} queue is full ({waiting} requests waiting); retry in {math.ceil(retry)}s",
                 retry_after=max(1, math.ceil(retry)),
             )
-        needed = self.estimate_s(len(row.prompt), row.sampling.max_tokens)
-        if now + needed > deadline:
+        needed = self.estimate_s(prompt_tokens, max_tokens)
+        allowed = (deadline - now) * self.headroom
+        if needed > allowed:
             self._refuse(label)
-            late = now + needed - deadline
+            late = (needed - allowed) / self.headroom
             raise TooManyRequests(
-                f"{label} is busy: this request would finish in about {needed:.0f}s, after its "
+                f"{label} is busy: this request would finish in about {needed:.0f}s, too close to its "
                 f"{deadline - now:.0f}s deadline (serving.timeouts.generation_s); retry in {math.ceil(late)}s",
                 retry_after=max(1, math.ceil(late)),
             )
+
+    def admit(self, model: Any, row: DecodeRow, deadline: float, label: str) -> Ticket:
+        """Queue ``row`` or raise TooManyRequests (see ``check``)."""
+        self.check(len(row.prompt), row.sampling.max_tokens, deadline, label)
         ticket = Ticket(model, label, row, deadline, asyncio.get_running_loop().create_future())
         row.should_stop = lambda: ticket.cancelled or ticket.expired()
         self.queue.append(ticket)
@@ -245,6 +260,7 @@ class Scheduler:
         self.batch_sizes.append(len(batch))
         self.counters.batches += 1
         timing = DecodeTiming()
+        started = time.perf_counter()
         try:
             await asyncio.to_thread(model.llm.generate_rows, [ticket.row for ticket in batch], timing)
         except Exception as exc:  # the whole batch failed: every caller gets the error
@@ -254,7 +270,9 @@ class Scheduler:
             return
         finally:
             self.running = []
-        self.rates.observe(timing)
+        # The rates are what the callers get: wall-clock time of the batch (thread hand-off, the
+        # GIL shared with the event loop, other processes on the node), not only the model's.
+        self.rates.observe(timing.scaled(time.perf_counter() - started))
         new_tokens = sum(len(ticket.row.tokens) for ticket in batch)
         self.counters.decoded_tokens += new_tokens
         self.observer.batch(label, len(batch), timing, sum(t.prompt_tokens for t in batch), new_tokens)
