@@ -99,7 +99,7 @@ class Draft:
 
     def finish(self, status: int, error: str | None) -> Trace:
         self.trace.status = status
-        self.trace.error = error if status >= 400 or error else None
+        self.trace.error = error
         self.trace.timings.total_s = round(time.perf_counter() - self.started, 4)
         return self.trace
 
