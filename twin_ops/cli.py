@@ -392,7 +392,7 @@ def validate(
     for name, column, observed, result in _summary_rows(report):
         table.add_row(name, column, observed, result if result == "pass" else f"[red]{result}[/red]")
     console.print(table)
-    console.print(f"Data Docs: {report.data_docs}")
+    console.print(f"Data Docs: {report.validation_page}")
     if publish:
         target = paths.dataset(dataset, author)
         publish_if_valid(source, target, report)  # ValidationFailed: the target is left unchanged

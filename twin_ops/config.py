@@ -430,18 +430,28 @@ class JudgeParams(_Section):
     max_retries: int = Field(ge=0)
 
 
+class BootstrapParams(_Section):
+    # Paired bootstrap intervals for every metric (twin_ops.evaluation.bootstrap).
+    resamples: int = Field(ge=100)
+    confidence: float = Field(gt=0.5, lt=1)
+    seed: int
+
+
 class EvaluationParams(_Section):
     model_name: str = Field(pattern=r"^[a-z0-9{][a-z0-9{}_-]*$")  # "{author}" is filled in
     candidate_stage: str = Field(pattern=r"^(sft|dpo)$")
     output_dir: Path
-    num_samples: int = Field(ge=1)
+    num_samples: int = Field(ge=0)  # 0 = every held-out sample
+    min_samples: int = Field(ge=1)
     max_new_tokens: int = Field(ge=1)
     batch_size: int = Field(ge=1)
     primary_metric: str = Field(min_length=1)
     margin: float = Field(ge=0)
     guarded: dict[str, float] = Field(default_factory=dict)
+    bootstrap: BootstrapParams
     stylometry_words: int = Field(ge=5)
     ttr_window: int = Field(ge=5)
+    repetition_words: int = Field(ge=3)
     retrieval: bool
     exclude_source_document: bool
     judge: JudgeParams

@@ -408,7 +408,14 @@ def test_the_rest_api_triggers_training_with_a_params_conf(project, serving, sta
     assert states["dpo_local"] == "skipped" and states["sft_container"] == "skipped", states
     assert states["sft_local"] == "success" and states["evaluate"] == "success", states
     links = standalone.get(f"/api/v2/dags/twin_training/dagRuns/{run_id}/taskInstances/evaluate/links").json()
-    assert links["extra_links"]["Model card / evaluation report"].startswith("file://"), links
+    report = links["extra_links"]["Model card / evaluation report"]
+    assert report == f"/twin-ops/evaluation/{AUTHOR}/report.md", links  # a page on the API server
+    page = standalone.get(report)
+    assert page.status_code == 200 and "<h1>Evaluation" in page.text and 'src="comparison.png"' in page.text
+    assert standalone.get(report.replace("report.md", "comparison.png")).content.startswith(b"\x89PNG")
+    docs = standalone.get(f"/api/v2/dags/twin_training/dagRuns/{run_id}/taskInstances/validate_datasets/links")
+    page = standalone.get(docs.json()["extra_links"]["GX Data Docs"])  # the validation's own page
+    assert page.status_code == 200 and "preference_dataset" in page.text, docs.text
 
 
 def test_twin_deploy_serves_a_chosen_version_then_rolls_back(project, serving):

@@ -229,6 +229,7 @@ def test_data_docs_render_the_validation_results(params, reports):
     pages = sorted(report.data_docs.parent.glob("validations/raw_documents/**/*.html"))
     assert len(pages) == 1
     assert pages[0].relative_to(report.data_docs.parent).as_posix() in index  # linked from the index
+    assert report.validation_page == pages[0]  # where the task's Data Docs link points
     page = pages[0].read_text()
     HTMLParser().feed(page)  # parses as HTML
     assert "values must be unique" in page

@@ -26,14 +26,15 @@ from twin_ops.quality.frames import dataset_location
 ROOT = Path(__file__).resolve().parents[2]
 TWIN_OPS = Path(sys.executable).parent / "twin-ops"
 AUTHOR = "wren-halvorsen"
-DOCUMENTS = 8  # → 8 passages: 6 train, 2 test documents
+DOCUMENTS = 8  # 6 train documents (1 passage each: the cap) and 2 held-out ones (every passage)
+PASSAGES = 20
 OVERRIDES: dict[str, Any] = {
     "datasets": {
         "max_passages_per_document": 1,
         "passage_max_chars": 600,  # shorter prompts to back-translate, answers that fit max_length
         "instruction_max_new_tokens": 32,
         "answer_max_new_tokens": 40,
-        "generation_batch_size": DOCUMENTS,  # one batch: decoding costs per step, nearly whatever the batch
+        "generation_batch_size": PASSAGES,  # one batch: decoding costs per step, nearly whatever the batch
         "test_size": 0.2,
     },
     "training": {
@@ -74,9 +75,9 @@ def test_demo_author_datasets_sft_dpo_and_generation(tmp_path):
     write_jsonl(dataset_location(paths, "cleaned_documents", AUTHOR), documents)
 
     output = twin_ops(tmp_path, "datasets", "--author", AUTHOR)
-    assert f"datasets {AUTHOR}: writing instructions {DOCUMENTS}/{DOCUMENTS}" in output
-    assert f"datasets {AUTHOR}: generating rejected answers {DOCUMENTS}/{DOCUMENTS}" in output
-    assert f"datasets {AUTHOR}: {DOCUMENTS} documents, {DOCUMENTS} passages" in output
+    assert f"datasets {AUTHOR}: writing instructions {PASSAGES}/{PASSAGES}" in output
+    assert f"datasets {AUTHOR}: generating rejected answers {PASSAGES}/{PASSAGES}" in output
+    assert f"datasets {AUTHOR}: {DOCUMENTS} documents, {PASSAGES} passages" in output
     for dataset in ("instruct_dataset", "preference_dataset"):
         report = json.loads((paths.reports / "quality" / dataset / f"{AUTHOR}.json").read_text())
         assert report["success"], report

@@ -140,11 +140,12 @@ def test_demo_datasets_are_valid_split_by_document_and_loadable(tmp_path, demo_d
     model = ScriptedModel()
     steps: list[tuple[str, int, int]] = []
     summary = build_datasets(demo_documents, AUTHOR, params, paths, model=model, progress=lambda *a: steps.append(a))
-    assert summary.documents == 34 and summary.passages == 68
+    # 27 training documents x 2 passages (the cap) + every passage of the 7 held-out documents (28).
+    assert summary.documents == 34 and summary.passages == 54 + 28
     assert summary.instructions["template"] > 0 and summary.instructions["model"] > 0  # copies fell back
     assert summary.rejections.get("copies the passage", 0) > 0
-    assert ("instructions", 68, 68) in steps and ("answers", 68, 68) in steps
-    assert summary.line().startswith(f"datasets {AUTHOR}: 34 documents, 68 passages")
+    assert ("instructions", 82, 82) in steps and ("answers", 82, 82) in steps
+    assert summary.line().startswith(f"datasets {AUTHOR}: 34 documents, 82 passages")
 
     for folder in ("instruct", "preference"):
         location = paths.data / "datasets" / AUTHOR / folder
@@ -153,7 +154,10 @@ def test_demo_datasets_are_valid_split_by_document_and_loadable(tmp_path, demo_d
         # THE split test: no source document feeds both train and test.
         assert not set(frames["train"].source_document_id) & set(frames["test"].source_document_id)
         assert len(frames["test"]) > 0 and len(frames["train"]) > len(frames["test"])
+        # The cap trims training documents only: every held-out passage is there to be evaluated.
+        assert frames["train"].groupby("source_document_id").size().max() <= 2
     instruct = pd.read_parquet(paths.data / "datasets" / AUTHOR / "instruct")
+    assert (instruct.split == "test").sum() == 28
     assert not instruct.duplicated(["instruction", "answer"]).any()
     assert (paths.reports / "quality" / "instruct_dataset" / f"{AUTHOR}.json").exists()
 

@@ -1,5 +1,6 @@
-"""Evaluation pieces on their own: the gate's arithmetic, stylometry, grounding overlap, the judge
-protocol (against a local OpenAI-compatible stub), and loss/generation with a tiny local model."""
+"""Evaluation pieces on their own: stylometry, grounding overlap, the judge protocol (against a
+local OpenAI-compatible stub), and loss/generation with a tiny local model. The gate, the bootstrap
+and the repetition measures: test_evaluation_gate.py."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 import pytest
 
-from twin_ops.config import ConfigError, JudgeParams, Settings
+from twin_ops.config import JudgeParams, Settings
 from twin_ops.evaluation import grounding, stylometry
-from twin_ops.evaluation.gate import decide, improvement
 from twin_ops.evaluation.judge import JudgeFailed, JudgeSettings, judge, parse_verdict
 from twin_ops.rag import Passage
 
@@ -35,46 +36,6 @@ OTHER = (
     "Quarterly revenue metrics indicate substantial year-over-year growth across all operating segments. "
     "Management anticipates continued expansion, contingent upon favourable macroeconomic conditions."
 )
-
-
-def gate_params(params, **changes):
-    return params.evaluation.model_copy(update=changes)
-
-
-# --- gate ---------------------------------------------------------------------------------------
-
-
-def test_gate_needs_the_margin_on_the_primary_metric(params):
-    rules = gate_params(params, primary_metric="perplexity", margin=0.05, guarded={})
-    assert improvement("perplexity", 90.0, 100.0) == pytest.approx(0.10)
-    assert improvement("style_similarity", 0.55, 0.5) == pytest.approx(0.10)
-    assert decide({"perplexity": 90.0}, {"perplexity": 100.0}, rules).promote
-    small = decide({"perplexity": 97.0}, {"perplexity": 100.0}, rules)
-    assert not small.promote and "fail" in small.reasons[0] and "+3.0%" in small.reasons[0]
-    # Equal is never better, even with a zero margin: a zero-step candidate equals its base.
-    assert not decide({"perplexity": 100.0}, {"perplexity": 100.0}, rules.model_copy(update={"margin": 0.0})).promote
-    assert not decide({"perplexity": math.inf}, {"perplexity": 100.0}, rules).promote
-    assert not decide({}, {"perplexity": 100.0}, rules).promote
-
-
-def test_gate_rejects_a_regression_beyond_a_guarded_tolerance(params):
-    rules = gate_params(params, primary_metric="perplexity", margin=0.02, guarded={"style_similarity": 0.05})
-    better = {"perplexity": 50.0, "style_similarity": 0.48}
-    reference = {"perplexity": 100.0, "style_similarity": 0.50}
-    assert decide(better, reference, rules).promote  # -4% style: within tolerance
-    worse = decide({**better, "style_similarity": 0.40}, reference, rules)
-    assert not worse.promote and "style_similarity" in worse.reasons[1] and worse.reasons[1].endswith("fail")
-    # A guarded metric that was not measured (no Weaviate: no context_overlap) is noted, not failed.
-    noted = decide(better, reference, rules.model_copy(update={"guarded": {"context_overlap": 0.1}}))
-    assert noted.promote and "not measured" in noted.reasons[1]
-    assert "REJECT" in worse.line() and "PROMOTE" in decide(better, reference, rules).line()
-
-
-def test_unknown_metric_names_are_configuration_errors(params):
-    with pytest.raises(ConfigError, match=r"evaluation\.primary_metric: unknown metric .bleu."):
-        decide({}, {}, gate_params(params, primary_metric="bleu"))
-    with pytest.raises(ConfigError, match=r"evaluation\.guarded\.stlye"):
-        decide({}, {}, gate_params(params, guarded={"stlye": 0.1}))
 
 
 # --- stylometry and grounding -------------------------------------------------------------------
@@ -105,9 +66,9 @@ def test_overlap_and_citations():
     assert grounding.cites("As I wrote [1], go early.", passages)
     assert grounding.cites("See launching at dawn.", passages)
     assert not grounding.cites("As I wrote [2], go early.", passages)
-    metrics = grounding.grounding_metrics(["tide turns [1]"], ["the tide turns"], [passages])
-    assert metrics["citation_rate"] == 1.0 and metrics["context_overlap"] == 1.0
-    assert set(grounding.grounding_metrics(["x"], ["y"], None)) == {"reference_overlap"}
+    scores = grounding.grounding_scores(["tide turns [1]", "quarterly"], ["the tide turns", "x"], [passages] * 2)
+    assert scores["citation_rate"] == [1.0, 0.0] and scores["context_overlap"] == [1.0, 0.0]
+    assert set(grounding.grounding_scores(["x"], ["y"], None)) == {"reference_overlap"}
 
 
 def test_retrieval_is_skipped_with_a_note_when_weaviate_is_not_there(params):
@@ -163,7 +124,7 @@ def test_judge_scores_accuracy_and_style(judge_server):
     _Stub.reply = 'Sure: {"accuracy": {"analysis": "ok", "score": 3}, "style": {"analysis": "meh", "score": 2}}'
     _Stub.prompts = []
     scores = judge(config, ["q1", "q2"], ["ref1", "ref2"], ["a1", "a2"], JudgeSettings(judge_base_url=judge_server))
-    assert scores == {"judge_accuracy": 3.0, "judge_style": 2.0}
+    assert scores == {"judge_accuracy": [3.0, 3.0], "judge_style": [2.0, 2.0]}  # one score per answer
     assert "Instruction: q2" in _Stub.prompts[1] and "Answer to evaluate: a2" in _Stub.prompts[1]
     _Stub.reply = '{"accuracy": {"score": 5}, "style": {"score": 1}}'  # off the 1-3 scale
     with pytest.raises(JudgeFailed, match="not valid"):
@@ -195,12 +156,15 @@ def test_loss_covers_the_answer_tokens_only(tiny):
         [{"role": "user", "content": "When do you launch?"}], tokenize=False, add_generation_prompt=True
     )
     assert tokenizer.decode(ids[:start]) == prompt and "An hour before the tide." in tokenizer.decode(ids[start:])
-    total, count = lm.answer_nll(tiny, [("When do you launch?", "An hour before the tide.")], 512)
-    assert count == len(ids) - start and total > 0
-    metrics = lm.loss_metrics(tiny, [("When do you launch?", "An hour before the tide.")], 512)
+    pairs = [("When do you launch?", "An hour before the tide."), ("Where?", "By the slip, always.")]
+    totals, counts = lm.answer_nll(tiny, pairs, 512)
+    assert counts[0] == len(ids) - start and totals.min() > 0 and counts.min() > 0  # one row per sample
+    loss = lm.token_loss(tiny, pairs, 512)
+    metrics = loss.metrics(np.arange(2))
+    assert metrics["loss"] == pytest.approx(totals.sum() / counts.sum())
     assert metrics["perplexity"] == pytest.approx(math.exp(metrics["loss"]))
     with pytest.raises(ValueError, match="no answer token fits"):
-        lm.loss_metrics(tiny, [("When do you launch?", "An hour.")], max_length=start)
+        lm.token_loss(tiny, [("When do you launch?", "An hour.")], max_length=start)
 
 
 def test_generation_is_greedy_and_batched(tiny):

@@ -196,12 +196,16 @@ def test_rollback_serves_the_previous_version_and_a_failed_swap_undoes_it(tmp_pa
 
 def test_the_gate_decision_round_trips_through_its_file(tmp_path, params):
     from twin_ops.errors import InputError
+    from twin_ops.evaluation.bootstrap import SampleScores, compare, resample_indices
     from twin_ops.evaluation.gate import NoGateDecision, decide
 
+    candidate, base = (
+        SampleScores.of_means({"perplexity": [10.0, 12.0]}),
+        SampleScores.of_means({"perplexity": [20.0, 21.0]}),
+    )
     decision = decide(
-        {"perplexity": 10.0},
-        {"perplexity": 20.0},
-        params.evaluation,
+        compare(candidate, base, "base", resample_indices(2, 100, 0), 0.95),
+        params.evaluation.model_copy(update={"guarded": {}}),
         candidate_label=f"{NAME}:v2",
         reference_role="base",
         reference_label="base:tiny",

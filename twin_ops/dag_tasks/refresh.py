@@ -41,8 +41,8 @@ def validate_raw(author_id: str) -> RawValidated:
     try:
         publish_if_valid(source, target, report)
     except ValidationFailed as exc:
-        raise StageFailed(f"{exc}; {target} is unchanged (Data Docs: {report.data_docs})") from exc
-    return RawValidated(author=author_id, rows=report.rows, data_docs=str(report.data_docs))
+        raise StageFailed(f"{exc}; {target} is unchanged (Data Docs: {report.validation_page})") from exc
+    return RawValidated(author=author_id, rows=report.rows, data_docs=str(report.validation_page))
 
 
 def commit_raw(author_id: str) -> RawCommitted:
@@ -75,10 +75,10 @@ def validate_features(author_id: str) -> FeaturesValidated:
         report = validate_dataset(dataset, author_id, params, paths)
         if not report.success:
             raise StageFailed(
-                f"{dataset} for {author_id} failed {len(report.failed)} checks (Data Docs: {report.data_docs})"
+                f"{dataset} for {author_id} failed {len(report.failed)} checks (Data Docs: {report.validation_page})"
             )
         rows[dataset] = report.rows
-        data_docs = str(report.data_docs)
+        data_docs = str(report.validation_page)
     return FeaturesValidated(author=author_id, data_docs=data_docs, **rows)
 
 

@@ -92,9 +92,9 @@ def validate_datasets(run: RunSpec) -> DatasetsValidated:
     for dataset in ("instruct_dataset", "preference_dataset"):
         report = validate_dataset(dataset, run.author, params, paths)
         if not report.success:
-            raise StageFailed(f"{dataset} failed {len(report.failed)} checks (Data Docs: {report.data_docs})")
+            raise StageFailed(f"{dataset} failed {len(report.failed)} checks (Data Docs: {report.validation_page})")
         rows[dataset] = report.rows
-        data_docs = str(report.data_docs)
+        data_docs = str(report.validation_page)
     return DatasetsValidated(author=run.author, data_docs=data_docs, **rows)
 
 

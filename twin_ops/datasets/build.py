@@ -230,11 +230,16 @@ def build_datasets(
     passages = [
         passage
         for doc in sorted(documents, key=lambda d: d.id)
-        for passage in split_passages(doc, p.passage_min_chars, p.passage_max_chars, p.max_passages_per_document)
+        for passage in split_passages(doc, p.passage_min_chars, p.passage_max_chars)
     ]
     unique = dedupe_passages(passages)
-    summary.passages, summary.duplicates_dropped = len(unique), len(passages) - len(unique)
+    duplicates = len(passages) - len(unique)
     splits = assign_splits([passage.document_id for passage in unique], p.test_size, p.seed)
+    # max_passages_per_document trims the training documents only (a quick run writes fewer
+    # instructions); a held-out document keeps every passage, all of which the evaluation scores.
+    cap = p.max_passages_per_document
+    unique = [q for q in unique if cap <= 0 or q.position < cap or splits[q.document_id] == Split.TEST]
+    summary.passages, summary.duplicates_dropped = len(unique), duplicates
 
     # Loaded even with a teacher: the rejected side of every preference pair is the base model's.
     model = model or (LocalModel(params, paths) if unique else None)

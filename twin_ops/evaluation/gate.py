@@ -1,16 +1,30 @@
 """The gate: promote only a candidate that is measurably better and no worse where it matters.
 
-The candidate must beat the reference (production, or the base model when nothing is in
-production) on ``evaluation.primary_metric`` by at least ``evaluation.margin`` (relative), and may
-regress each metric in ``evaluation.guarded`` by at most its tolerance (relative to the
-reference's value). Every check leaves a reason; a missing guarded metric (e.g. context metrics
-without Weaviate) is noted, not silently passed.
+It reads the paired bootstrap intervals of the candidate's change against the reference
+(production, or the base model when nothing is in production): see bootstrap.py. A change is
+direction-normalised — positive = the candidate is better — and relative to the reference's value
+(absolute points for the share metrics, metrics.is_absolute). So for a lower-is-better metric
+like perplexity, a change of +5 % means the candidate's perplexity is 5 % below the reference's.
+
+* The primary metric (``evaluation.primary_metric``) must CLEAR THE MARGIN: the whole interval lies
+  above ``evaluation.margin`` (its lower end is > 0 and >= margin). Even the least favourable
+  plausible value is then a gain of at least the margin; a noise-level difference (two runs of the
+  same model) has an interval that straddles zero and is rejected.
+* A guarded metric (``evaluation.guarded``: name -> tolerance) BLOCKS only when its interval shows
+  a regression beyond its tolerance: the whole interval lies below -tolerance (its upper end is
+  < -tolerance). A metric that is worse only within noise does not block.
+
+The burden of proof is on the candidate for the primary metric and on the regression for the
+guarded ones; with few samples both intervals are wide, so the gate then rejects more (the primary
+rarely clears) and blocks less. Every check leaves a reason; a guarded metric measured for only one
+model (e.g. context metrics without Weaviate) is noted, not silently passed.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -18,7 +32,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from twin_ops.config import EvaluationParams
 from twin_ops.errors import InputError, TwinOpsError
-from twin_ops.evaluation.metrics import check_params, higher_is_better
+from twin_ops.evaluation.bootstrap import Comparison, format_change
+from twin_ops.evaluation.metrics import check_params
 
 
 class NoGateDecision(TwinOpsError, FileNotFoundError):
@@ -46,6 +61,10 @@ class GateDecision(BaseModel):
     margin: float | None = None
     guarded: dict[str, float] = Field(default_factory=dict)
     notes: list[str] = Field(default_factory=list)
+    # The evidence: every metric's paired bootstrap interval, against production and against base.
+    samples: int | None = None
+    resamples: int | None = None
+    comparisons: list[Comparison] = Field(default_factory=list)
 
     def line(self) -> str:
         verdict = "PROMOTE" if self.promote else "REJECT"
@@ -70,57 +89,55 @@ class GateDecision(BaseModel):
             raise InputError(f"{path} is not a valid gate decision: {exc}") from exc
 
 
-def improvement(metric: str, candidate: float, reference: float) -> float:
-    """How much better the candidate is, relative to the reference (negative = worse)."""
-    gain = candidate - reference if higher_is_better(metric) else reference - candidate
-    return gain / abs(reference) if reference else gain
-
-
 def _finite(value: float | None) -> bool:
     return value is not None and math.isfinite(value)
 
 
 def decide(
-    candidate: dict[str, float],
-    reference: dict[str, float],
+    comparisons: Sequence[Comparison],
     params: EvaluationParams,
     *,
     candidate_label: str = "candidate",
-    reference_role: str = "production",
+    reference_role: Literal["production", "base"] = "production",
     reference_label: str = "production",
     model_name: str | None = None,
     candidate_version: int | None = None,
     production_version: int | None = None,
+    samples: int | None = None,
+    resamples: int | None = None,
     notes: list[str] | None = None,
 ) -> GateDecision:
+    """Apply the gate's rule (module docstring) to the comparisons against ``reference_role``;
+    the decision carries every comparison (against production and base) for the report."""
     check_params(params)
+    against = {c.metric: c for c in comparisons if c.against == reference_role}
     reasons: list[str] = []
     metric = params.primary_metric
-    c, r = candidate.get(metric), reference.get(metric)
-    if not _finite(c) or r is None:
+    primary = against.get(metric)
+    if primary is None or not _finite(primary.candidate) or math.isnan(primary.low):
         passed = False
-        reasons.append(f"{metric}: candidate {c} vs {reference_role} {r} — not measurable, fail")
+        shown = f"candidate {primary.candidate} vs {reference_role} {primary.reference}" if primary else "not measured"
+        reasons.append(f"{metric}: {shown} — not measurable, fail")
     else:
-        gain = improvement(metric, c, r) if _finite(r) else math.inf
-        passed = gain > 0 and gain >= params.margin
+        passed = primary.low > 0 and primary.low >= params.margin
         reasons.append(
-            f"{metric} {c:.4g} vs {reference_role} {r:.4g}: {gain:+.1%} (needs {params.margin:+.1%}) — "
-            + ("pass" if passed else "fail")
+            f"{metric} {primary.candidate:.4g} vs {reference_role} {primary.reference:.4g}: {primary.interval()} "
+            f"(needs the interval above {format_change(metric, params.margin)}) — " + ("pass" if passed else "fail")
         )
     for name, tolerance in params.guarded.items():
-        c, r = candidate.get(name), reference.get(name)
-        if c is None or r is None:
+        guard = against.get(name)
+        if guard is None:
             reasons.append(f"{name}: not measured for both models — skipped")
             continue
-        if not _finite(c):
+        if not _finite(guard.candidate):
             passed = False
-            reasons.append(f"{name}: candidate {c} — fail")
+            reasons.append(f"{name}: candidate {guard.candidate} — fail")
             continue
-        change = improvement(name, c, r) if _finite(r) else 0.0
-        ok = -change <= tolerance
+        ok = not guard.high < -tolerance
         passed = passed and ok
         reasons.append(
-            f"{name} {c:.4g} vs {r:.4g}: {change:+.1%} (may regress {tolerance:.1%}) — " + ("ok" if ok else "fail")
+            f"{name} {guard.candidate:.4g} vs {guard.reference:.4g}: {guard.interval()} "
+            f"(blocks if the interval lies below {format_change(name, -tolerance)}) — " + ("ok" if ok else "fail")
         )
     return GateDecision(
         promote=passed,
@@ -135,4 +152,7 @@ def decide(
         margin=params.margin,
         guarded=dict(params.guarded),
         notes=list(notes or []),
+        samples=samples,
+        resamples=resamples,
+        comparisons=list(comparisons),
     )

@@ -74,8 +74,8 @@ def judge(
     references: Sequence[str],
     answers: Sequence[str],
     settings: JudgeSettings | None = None,
-) -> dict[str, float]:
-    """Mean accuracy and style scores (1-3) over the answers."""
+) -> dict[str, list[float]]:
+    """Accuracy and style scores (1-3), one per answer (their means are the metrics)."""
     from openai import OpenAI, OpenAIError
 
     settings = settings or JudgeSettings()
@@ -101,6 +101,6 @@ def judge(
             raise JudgeFailed(f"the judge at {settings.judge_base_url} failed: {exc}") from exc
         verdicts.append(parse_verdict(response.choices[0].message.content or ""))
     return {
-        "judge_accuracy": sum(v.accuracy.score for v in verdicts) / len(verdicts),
-        "judge_style": sum(v.style.score for v in verdicts) / len(verdicts),
+        "judge_accuracy": [float(v.accuracy.score) for v in verdicts],
+        "judge_style": [float(v.style.score) for v in verdicts],
     }

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from twin_ops.domain import ModelVersion
 from twin_ops.errors import InputError
 from twin_ops.llm import LoadedModel, ModelSource, resolve_version
@@ -51,13 +53,14 @@ def answer_ids(model: LoadedModel, instruction: str, answer: str, max_length: in
     return full[:max_length], len(prompt)
 
 
-def answer_nll(model: LoadedModel, pairs: Sequence[tuple[str, str]], max_length: int) -> tuple[float, int]:
-    """Summed negative log-likelihood of the answers' tokens, and how many tokens it covers."""
+def answer_nll(model: LoadedModel, pairs: Sequence[tuple[str, str]], max_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per pair: the summed negative log-likelihood of the answer's tokens, and how many tokens it
+    covers (0 when the prompt alone fills ``max_length``)."""
     import torch
 
-    total, count = 0.0, 0
+    totals, counts = np.zeros(len(pairs)), np.zeros(len(pairs))
     device = model.model.device
-    for instruction, answer in pairs:
+    for row, (instruction, answer) in enumerate(pairs):
         ids, start = answer_ids(model, instruction, answer, max_length)
         if start >= len(ids):
             continue  # the prompt alone fills max_length: no answer token left to score
@@ -66,15 +69,30 @@ def answer_nll(model: LoadedModel, pairs: Sequence[tuple[str, str]], max_length:
             logits = model.model(input_ids=input_ids).logits[0, :-1].float()
         targets = input_ids[0, 1:]
         nll = torch.nn.functional.cross_entropy(logits, targets, reduction="none")[start - 1 :]
-        total += float(nll.sum())
-        count += int(nll.numel())
-    return total, count
+        totals[row], counts[row] = float(nll.sum()), nll.numel()
+    return totals, counts
 
 
-def loss_metrics(model: LoadedModel, pairs: Sequence[tuple[str, str]], max_length: int) -> dict[str, float]:
-    total, count = answer_nll(model, pairs, max_length)
-    if count == 0:
+@dataclass(frozen=True)
+class TokenLoss:
+    """Loss and perplexity from per-sample NLL sums and token counts: the mean NLL per answer token
+    over the samples picked (a ratio of sums, as training computes it, not a mean of per-sample
+    losses), so long answers weigh by their tokens in every bootstrap resample too."""
+
+    nll: np.ndarray
+    tokens: np.ndarray
+
+    def metrics(self, index: np.ndarray) -> dict[str, float]:
+        count = self.tokens[index].sum()
+        if count == 0:
+            return {"loss": math.nan, "perplexity": math.nan}
+        loss = float(self.nll[index].sum() / count)
+        # A broken model can reach NLLs whose exp overflows; inf is the honest perplexity then.
+        return {"loss": loss, "perplexity": math.exp(loss) if loss < 700 else math.inf}
+
+
+def token_loss(model: LoadedModel, pairs: Sequence[tuple[str, str]], max_length: int) -> TokenLoss:
+    nll, tokens = answer_nll(model, pairs, max_length)
+    if tokens.sum() == 0:
         raise NothingToScore(f"no answer token fits training.max_length={max_length}: nothing to score")
-    loss = total / count
-    # A broken model can reach NLLs whose exp overflows; inf is the honest perplexity then.
-    return {"loss": loss, "perplexity": math.exp(loss) if loss < 700 else math.inf}
+    return TokenLoss(nll, tokens)

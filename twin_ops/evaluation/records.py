@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from twin_ops.evaluation.bootstrap import Comparison, SampleScores
 from twin_ops.evaluation.gate import GateDecision
 from twin_ops.evaluation.samples import Sample
 from twin_ops.rag import Passage
@@ -14,9 +15,14 @@ from twin_ops.rag import Passage
 class ModelScores:
     role: str  # candidate | production | base
     label: str
-    metrics: dict[str, float]
+    samples: SampleScores  # one row per held-out sample: what the bootstrap resamples
     generations: list[str]
     passages: dict[str, list[Passage]] | None = None  # the context each sample's prompt carried
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """Every metric on all samples."""
+        return self.samples.metrics()
 
 
 @dataclass
@@ -27,7 +33,7 @@ class EvaluationResult:
     production_version: int | None
     samples: list[Sample]
     models: list[ModelScores]
-    author_style: dict[str, float]  # the held-out answers' own stylometry: what "the author" scores
+    author_style: dict[str, float]  # the held-out answers' own stylometry and repetition: what "the author" scores
     notes: list[str]
     decision: GateDecision
     output_dir: Path
@@ -36,6 +42,10 @@ class EvaluationResult:
 
     def scores(self, role: str) -> ModelScores | None:
         return next((m for m in self.models if m.role == role), None)
+
+    def comparisons(self, against: str) -> dict[str, Comparison]:
+        """The candidate's paired intervals against ``against`` (production | base), by metric."""
+        return {c.metric: c for c in self.decision.comparisons if c.against == against}
 
     def line(self) -> str:
         primary = self.decision.reasons[0] if self.decision.reasons else ""

@@ -1,9 +1,11 @@
 """What an evaluation leaves in <evaluation.output_dir>/<author>/:
 
-metrics.json     DVC metrics: per model, every metric; the gate's verdict (`dvc metrics show`)
-decision.json    the gate's decision, its reasons and the versions compared (promotion reads it)
-comparison.png   one bar chart per metric, the models side by side
-report.md        the decision and reasons, the metrics table, sample generations side by side
+metrics.json     DVC metrics: per model, every metric; the candidate's changes with their intervals;
+                 the gate's verdict (`dvc metrics show`)
+decision.json    the gate's decision, its reasons, every interval and the versions compared (promotion reads it)
+comparison.png   every metric's change with its paired bootstrap interval, vs production and vs base,
+                 with the gate's margin and tolerances marked
+report.md        the decision and reasons, the metrics table with intervals, generations side by side
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from twin_ops.config import DECISION_FILE, Params
+from twin_ops.evaluation.bootstrap import Comparison
 from twin_ops.evaluation.gate import GateDecision
-from twin_ops.evaluation.metrics import METRICS
+from twin_ops.evaluation.metrics import METRICS, is_absolute
 from twin_ops.evaluation.records import EvaluationResult
 
 EXCERPT_CHARS = 600
@@ -38,6 +41,15 @@ def metrics_payload(result: EvaluationResult) -> dict[str, Any]:
         "samples": len(result.samples),
         "models": {m.role: {k: _number(v) for k, v in sorted(m.metrics.items())} for m in result.models},
         "author_reference": {k: _number(v) for k, v in sorted(result.author_style.items())},
+        # The candidate's change (positive = better) with its paired bootstrap interval, per reference.
+        "intervals": {
+            against: {
+                c.metric: {"change": _number(c.change), "low": _number(c.low), "high": _number(c.high)}
+                for c in result.comparisons(against).values()
+            }
+            for against in ("production", "base")
+            if result.comparisons(against)
+        },
         "gate": {"promote": result.decision.promote},
     }
 
@@ -54,29 +66,65 @@ def decision(result: EvaluationResult) -> GateDecision:
     )
 
 
+CLIP = 2.0  # the plot's x axis ends at +-200 %: a broken model's change would squash the rest
+
+
+def _gate_mark(decision: GateDecision, metric: str) -> float | None:
+    """Where the gate draws its line for this metric: +margin (primary) or -tolerance (guarded)."""
+    if metric == decision.primary_metric:
+        return decision.margin
+    return -decision.guarded[metric] if metric in decision.guarded else None
+
+
 def plot(result: EvaluationResult, path: Path) -> Path:
+    """A forest plot: per metric, the candidate's change (point) and its interval (line) against
+    production and against base; the gate's margin / tolerance as a red tick on that metric's row."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display in containers and Airflow workers
     import matplotlib.pyplot as plt
 
-    names = [n for n in METRICS if any(n in m.metrics and math.isfinite(m.metrics[n]) for m in result.models)]
-    columns = 4
-    rows = math.ceil(len(names) / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.6 * rows), squeeze=False)
-    colours = {"candidate": "tab:blue", "production": "tab:green", "base": "tab:gray"}
-    for axis, name in zip(axes.flat, names, strict=False):
-        shown = [m for m in result.models if math.isfinite(m.metrics.get(name, math.nan))]
-        axis.bar([m.role for m in shown], [m.metrics[name] for m in shown], color=[colours[m.role] for m in shown])
-        if name in result.author_style:
-            axis.axhline(result.author_style[name], color="tab:red", linestyle="--", linewidth=1, label="author")
-        better = "higher" if METRICS[name][0] else "lower"
-        axis.set_title(f"{name} ({better} is better)", fontsize=8)
-        axis.tick_params(labelsize=7)
-    for axis in list(axes.flat)[len(names) :]:
-        axis.axis("off")
-    verdict = "promote" if result.decision.promote else "reject"
-    figure.suptitle(f"{result.author_id}: {result.decision.candidate} — gate: {verdict}", fontsize=10)
+    d = result.decision
+    groups = [(role, result.comparisons(role)) for role in ("production", "base") if result.comparisons(role)]
+    names = [n for n in METRICS if any(n in found for _, found in groups)]
+    colours = {"production": "tab:green", "base": "tab:gray"}
+    figure, axis = plt.subplots(figsize=(9, 1.2 + 0.42 * max(len(names), 1)))
+    clipped = False
+    for row, name in enumerate(names):
+        y = len(names) - 1 - row
+        for offset, (role, found) in zip((0.12, -0.12), groups, strict=False):
+            c: Comparison | None = found.get(name)
+            if c is None or math.isnan(c.change):
+                continue
+            low, high, change = (float(min(max(v, -CLIP), CLIP)) for v in (c.low, c.high, c.change))
+            clipped = clipped or any(abs(v) > CLIP for v in (c.low, c.high, c.change))
+            label = f"vs {role}" if row == 0 else None
+            axis.hlines(y + offset, low * 100, high * 100, color=colours[role], linewidth=2)
+            axis.plot(change * 100, y + offset, "o", color=colours[role], markersize=4, label=label)
+        mark = _gate_mark(d, name)
+        if mark is not None:
+            axis.plot(mark * 100, y, "|", color="tab:red", markersize=16, markeredgewidth=2)
+    axis.axvline(0, color="black", linewidth=0.8)
+    labels = []
+    for name in names:
+        role = " (primary)" if name == d.primary_metric else " (guarded)" if name in d.guarded else ""
+        labels.append(f"{name}{' [pt]' if is_absolute(name) else ''}{role}")
+    axis.set_yticks(range(len(names) - 1, -1, -1), labels, fontsize=8)
+    confidence = f"{d.comparisons[0].confidence:.0%} " if d.comparisons else ""
+    axis.set_xlabel(
+        f"candidate's change, % of the reference (pt: absolute points), positive = better; "
+        f"{confidence}paired bootstrap intervals" + (f"; clipped at ±{CLIP:.0%}" if clipped else ""),
+        fontsize=8,
+    )
+    axis.tick_params(axis="x", labelsize=8)
+    axis.grid(axis="x", alpha=0.3)
+    if groups:
+        axis.legend(fontsize=8, loc="lower right")
+    verdict = "promote" if d.promote else "reject"
+    figure.suptitle(
+        f"{result.author_id}: {d.candidate} — gate: {verdict} ({len(result.samples)} samples; red: margin / tolerance)",
+        fontsize=10,
+    )
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
@@ -90,6 +138,8 @@ def _cell(text: str) -> str:
 
 def markdown(result: EvaluationResult, params: Params) -> str:
     d = result.decision
+    versus = {against: result.comparisons(against) for against in ("production", "base") if result.comparisons(against)}
+    confidence = params.evaluation.bootstrap.confidence
     lines = [
         f"# Evaluation · {result.author_id} · {d.candidate}",
         "",
@@ -104,15 +154,31 @@ def markdown(result: EvaluationResult, params: Params) -> str:
         "",
         f"## Metrics ({len(result.samples)} held-out samples, the same for every model)",
         "",
-        "| metric | better | " + " | ".join(f"{m.role} `{m.label}`" for m in result.models) + " | author (held-out) |",
-        "|---|---|" + "---|" * (len(result.models) + 1),
+        f"The last columns: the candidate's change against production and against base, positive = "
+        f"better (for a lower-is-better metric, a drop), relative to the reference's value — in absolute "
+        f"points (pt) for the repetition shares — with its paired bootstrap {confidence:.0%} interval "
+        f"({d.resamples} resamples of the {d.samples} samples, the same for every model and metric). "
+        f"The gate promotes when the primary metric's interval lies above the margin; a guarded metric "
+        f"blocks when its interval lies below -tolerance.",
+        "",
+        "| metric | better | "
+        + " | ".join(f"{m.role} `{m.label}`" for m in result.models)
+        + " | author (held-out) | "
+        + " | ".join(f"vs {against}" for against in versus)
+        + " |",
+        "|---|---|" + "---|" * (len(result.models) + 1 + len(versus)),
     ]
     extra = sorted({k for m in result.models for k in m.metrics} - set(METRICS))
-    for name in [*[n for n in METRICS if any(n in m.metrics for m in result.models)], *extra]:
-        better = ("higher" if METRICS[name][0] else "lower") if name in METRICS else ""
-        values = [f"{m.metrics[name]:.4g}" if name in m.metrics else "—" for m in result.models]
+    metrics = [m.metrics for m in result.models]
+    for name in [*[n for n in METRICS if any(n in values for values in metrics)], *extra]:
+        better = ("higher" if METRICS[name].higher_is_better else "lower") if name in METRICS else ""
+        role = (
+            " (primary)" if name == d.primary_metric else f" (guarded {d.guarded[name]:g})" if name in d.guarded else ""
+        )
+        values = [f"{row[name]:.4g}" if name in row else "—" for row in metrics]
         author = f"{result.author_style[name]:.4g}" if name in result.author_style else "—"
-        lines.append(f"| {name} | {better} | " + " | ".join(values) + f" | {author} |")
+        changes = [versus[against][name].interval() if name in versus[against] else "—" for against in versus]
+        lines.append(f"| {name}{role} | {better} | " + " | ".join([*values, author, *changes]) + " |")
     lines += ["", "![comparison](comparison.png)", "", "## Sample generations", ""]
     header = "| instruction | author's answer | " + " | ".join(m.role for m in result.models) + " |"
     lines += [header, "|---|---|" + "---|" * len(result.models)]
@@ -120,7 +186,7 @@ def markdown(result: EvaluationResult, params: Params) -> str:
         cells = [_cell(sample.instruction), _cell(sample.answer), *[_cell(m.generations[index]) for m in result.models]]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "## Metric definitions", ""]
-    lines += [f"- `{name}`: {description}" for name, (_, description) in METRICS.items()]
+    lines += [f"- `{name}`: {metric.description}" for name, metric in METRICS.items()]
     return "\n".join(lines) + "\n"
 
 

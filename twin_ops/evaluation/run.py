@@ -15,7 +15,8 @@ import numpy as np
 
 from twin_ops import llm
 from twin_ops.config import Params, Paths, Settings
-from twin_ops.evaluation import grounding, lm, samples, stylometry
+from twin_ops.evaluation import bootstrap, grounding, lm, repetition, samples, stylometry
+from twin_ops.evaluation.bootstrap import SampleScores
 from twin_ops.evaluation.candidate import model_name
 from twin_ops.evaluation.gate import decide
 from twin_ops.evaluation.metrics import check_params
@@ -58,7 +59,7 @@ def score_model(
     try:
         passages, note = retrieve(lambda question, n, loaded=model: expand_query(loaded, question, n, params))
         log(f"evaluate: {contender.label}: {note}")
-        metrics = lm.loss_metrics(model, [(s.instruction, s.answer) for s in held_out], params.training.max_length)
+        loss = lm.token_loss(model, [(s.instruction, s.answer) for s in held_out], params.training.max_length)
         prompts = [
             grounding.grounded_prompt(model, params, s, passages.get(s.id) if passages else None).input_ids
             for s in held_out
@@ -70,18 +71,25 @@ def score_model(
         del model
         gc.collect()
     log(
-        f"evaluate: {contender.label} loss {metrics['loss']:.3f}, {len(generations)} generations "
-        f"({time.perf_counter() - started:.0f}s)"
+        f"evaluate: {contender.label} loss {loss.metrics(np.arange(len(held_out)))['loss']:.3f}, "
+        f"{len(generations)} generations ({time.perf_counter() - started:.0f}s)"
     )
-    return ModelScores(contender.role, contender.label, metrics, generations, passages)
+    return ModelScores(contender.role, contender.label, SampleScores(len(held_out), [loss]), generations, passages)
 
 
-def similarity_metrics(embedder, generations: list[str], references: np.ndarray, centroid: np.ndarray) -> dict:
-    vectors = embedder.encode(generations)
-    return {
-        "style_similarity": float(np.mean(np.sum(vectors * references, axis=1))),
-        "author_similarity": float(np.mean(vectors @ centroid)),
-    }
+def similarity_scores(embedder, texts: list[str], references: np.ndarray, centroid: np.ndarray) -> dict:
+    """Per text: cosine similarity to its sample's held-out answer and to the author's centroid."""
+    vectors = embedder.encode(texts)
+    return {"style_similarity": np.sum(vectors * references, axis=1), "author_similarity": vectors @ centroid}
+
+
+def text_scores(
+    scores: SampleScores, texts: list[str], reference_style: stylometry.StyleReference, params: Params
+) -> None:
+    """Add what is measured on the texts alone (stylometry, repetition) to ``scores``: the same for
+    every model's generations and for the author's own held-out answers."""
+    scores.measures.append(stylometry.StyleCounts.of(reference_style, texts))
+    scores.add_means(repetition.repetition_scores(texts, params.evaluation.repetition_words))
 
 
 def evaluate(
@@ -132,33 +140,51 @@ def evaluate(
     centroid /= np.linalg.norm(centroid) or 1.0
     for scores in models:
         sample_passages = [scores.passages.get(s.id, []) for s in held_out] if scores.passages else None
-        scores.metrics.update(similarity_metrics(embedder, scores.generations, references, centroid))
-        scores.metrics.update(stylometry.style_metrics(reference_style, scores.generations))
-        scores.metrics.update(grounding.grounding_metrics(scores.generations, answers, sample_passages))
+        scores.samples.add_means(similarity_scores(embedder, scores.generations, references, centroid))
+        text_scores(scores.samples, scores.generations, reference_style, params)
+        scores.samples.add_means(grounding.grounding_scores(scores.generations, answers, sample_passages))
     if params.evaluation.judge.enabled:
         for scores in models:
-            scores.metrics.update(
+            scores.samples.add_means(
                 llm_judge.judge(params.evaluation.judge, [s.instruction for s in held_out], answers, scores.generations)
             )
     else:
         notes.append("LLM-as-judge off (evaluation.judge.enabled: false)")
-    author_style = stylometry.style_metrics(reference_style, answers)
     # The held-out answers against the author's training text: what the author scores (a ceiling).
     # Their style_similarity would be 1 by construction (each answer against itself), so it is left out.
-    author_style["author_similarity"] = similarity_metrics(embedder, answers, references, centroid)["author_similarity"]
+    author = SampleScores(len(held_out))
+    similarity = similarity_scores(embedder, answers, references, centroid)
+    author.add_means({"author_similarity": similarity["author_similarity"]})
+    text_scores(author, answers, reference_style, params)
+    author_style = author.metrics()
 
+    # Paired bootstrap: the candidate against production (if any) and base, on the same resamples.
     mine = models[0]
-    against = next((m for m in models if m.role == PRODUCTION), None)
-    if production is not None and against is None:  # production IS this candidate: compare with itself
-        against = ModelScores(PRODUCTION, mine.label, dict(mine.metrics), mine.generations)
-    against = against or next(m for m in models if m.role == "base")
+    others = models[1:]
+    if production is not None and not any(m.role == PRODUCTION for m in others):
+        # production IS this candidate: compare it with itself (no change, so no promotion)
+        others.insert(0, ModelScores(PRODUCTION, mine.label, mine.samples, mine.generations))
+    against = others[0]  # production if any, else base
+    rules = params.evaluation.bootstrap
+    indices = bootstrap.resample_indices(len(held_out), rules.resamples, rules.seed)
+    comparisons = [
+        comparison
+        for other in others
+        for comparison in bootstrap.compare(mine.samples, other.samples, other.role, indices, rules.confidence)
+    ]
+    if len(held_out) < params.evaluation.min_samples:
+        notes.append(
+            f"only {len(held_out)} held-out samples (evaluation.min_samples: {params.evaluation.min_samples}): "
+            "the intervals are wide, and a percentile bootstrap on so few samples is optimistic"
+        )
     decision = decide(
-        mine.metrics,
-        against.metrics,
+        comparisons,
         params.evaluation,
         candidate_label=mine.label,
         reference_role=against.role,
         reference_label=against.label,
+        samples=len(held_out),
+        resamples=rules.resamples,
     )
     log(decision.line())
     registry.update_metrics(

@@ -25,8 +25,9 @@ def _split_file(paths: Paths, author_id: str, split: str) -> Path:
     return paths.dataset("instruct_dataset", author_id) / f"{split}.parquet"
 
 
-def held_out(paths: Paths, author_id: str, count: int) -> list[Sample]:
-    """The first ``count`` test samples by id: the same samples on every run and for every model."""
+def held_out(paths: Paths, author_id: str, count: int = 0) -> list[Sample]:
+    """Every test sample (every passage of the held-out documents), or with ``count`` > 0 the first
+    ``count`` by id: the same samples on every run and for every model."""
     import pandas as pd
 
     file = _split_file(paths, author_id, "test")
@@ -37,7 +38,7 @@ def held_out(paths: Paths, author_id: str, count: int) -> list[Sample]:
         raise NoHeldOutSamples(f"{file} is empty: nothing to evaluate on")
     return [
         Sample(row.id, row.instruction, row.answer, row.source_document_id)
-        for row in frame.head(count).itertuples(index=False)
+        for row in (frame.head(count) if count > 0 else frame).itertuples(index=False)
     ]
 
 

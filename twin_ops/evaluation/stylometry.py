@@ -121,19 +121,63 @@ def style_reference(training_texts: Sequence[str], top_words: int, window: int) 
     )
 
 
-def burrows_delta(reference: StyleReference, texts: Sequence[str]) -> float:
-    return float(np.mean(np.abs(reference.z("\n\n".join(texts)) - reference.author_z)))
+@dataclass(frozen=True)
+class StyleCounts:
+    """The counts behind the stylometric metrics, one row per text (sample).
+
+    Burrows' Delta, the function-word profile and the mean sentence length are corpus-level: they
+    read all of a model's generations together. Summed per-text counts give exactly what the joined
+    texts give, so any multiset of samples (a bootstrap resample, twin_ops.evaluation.bootstrap) is
+    scored by summing rows instead of re-reading text.
+    """
+
+    reference: StyleReference
+    top_words: np.ndarray  # (n, V) counts of the reference's most frequent words
+    words: np.ndarray  # (n,) words per text
+    function_words: np.ndarray  # (n, F) counts of FUNCTION_WORDS
+    sentence_words: np.ndarray  # (n,) words in the text's sentences
+    sentences: np.ndarray  # (n,) sentences
+    ttr: np.ndarray  # (n,) MATTR; NaN for a text without words (left out of the mean)
+
+    @classmethod
+    def of(cls, reference: StyleReference, texts: Sequence[str]) -> StyleCounts:
+        tokens = [Counter(words(text)) for text in texts]
+        lengths = [[len(words(sentence)) for sentence in sentences(text)] for text in texts]
+        return cls(
+            reference=reference,
+            top_words=np.array([[c[w] for w in reference.vocabulary] for c in tokens], dtype=float).reshape(
+                len(texts), len(reference.vocabulary)
+            ),
+            words=np.array([sum(c.values()) for c in tokens], dtype=float),
+            function_words=np.array([[c[w] for w in FUNCTION_WORDS] for c in tokens], dtype=float).reshape(
+                len(texts), len(FUNCTION_WORDS)
+            ),
+            sentence_words=np.array([sum(counts) for counts in lengths], dtype=float),
+            sentences=np.array([len(counts) for counts in lengths], dtype=float),
+            ttr=np.array([mattr(words(text), reference.window) if words(text) else np.nan for text in texts]),
+        )
+
+    def metrics(self, index: np.ndarray) -> dict[str, float]:
+        """The stylometric metrics of the texts ``index`` picks (repeats allowed), against the author."""
+        reference = self.reference
+        frequencies = self.top_words[index].sum(axis=0) / max(self.words[index].sum(), 1.0)
+        delta = float(np.mean(np.abs((frequencies - reference.mean) / reference.spread - reference.author_z)))
+        function = self.function_words[index].sum(axis=0)
+        profile = function / function.sum() if function.sum() else function
+        count = self.sentences[index].sum()
+        length = float(self.sentence_words[index].sum() / count) if count else 0.0
+        ttrs = self.ttr[index][~np.isnan(self.ttr[index])]
+        ttr = float(ttrs.mean()) if ttrs.size else 0.0
+        return {
+            "burrows_delta": delta,
+            "function_word_distance": total_variation(profile, reference.function_profile),
+            "sentence_length": length,
+            "sentence_length_gap": abs(length - reference.sentence_length) / max(reference.sentence_length, 1e-9),
+            "ttr": ttr,
+            "ttr_gap": abs(ttr - reference.ttr),
+        }
 
 
 def style_metrics(reference: StyleReference, texts: Sequence[str]) -> dict[str, float]:
     """The stylometric metrics of a set of texts (one contender's generations) against the author."""
-    length = mean_sentence_length(texts)
-    ttr = mean_mattr(texts, reference.window)
-    return {
-        "burrows_delta": burrows_delta(reference, texts),
-        "function_word_distance": total_variation(function_word_profile(texts), reference.function_profile),
-        "sentence_length": length,
-        "sentence_length_gap": abs(length - reference.sentence_length) / max(reference.sentence_length, 1e-9),
-        "ttr": ttr,
-        "ttr_gap": abs(ttr - reference.ttr),
-    }
+    return StyleCounts.of(reference, texts).metrics(np.arange(len(texts)))

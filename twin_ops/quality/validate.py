@@ -1,7 +1,8 @@
 """Run a dataset's Great Expectations suite, write Data Docs and a JSON report, and gate publishing.
 
 One GX file context lives under ``<reports>/gx`` so Data Docs keep every past validation in their
-index; the HTML site is ``<reports>/gx/gx/uncommitted/data_docs/local_site/index.html``.
+index; the HTML site is ``<reports>/gx/gx/uncommitted/data_docs/local_site/index.html``, and each
+validation's own page (``validation_page``, a static table of its checks) is where links point.
 A failed validation never publishes: ``publish_if_valid`` copies a validated batch into place with
 atomic renames, so the previous good version stays untouched on failure.
 """
@@ -38,7 +39,8 @@ class ValidationReport(BaseModel):
     success: bool
     rows: int
     outcomes: list[ExpectationOutcome]
-    data_docs: Path
+    data_docs: Path  # the site's index
+    validation_page: Path  # this validation's page in the site
     validated_at: datetime
 
     @property
@@ -132,8 +134,18 @@ def validate_frame(dataset: str, frame: pd.DataFrame, author_id: str, params: Pa
         rows=len(frame),
         outcomes=outcomes,
         data_docs=docs,
+        validation_page=_validation_page(context, next(iter(result.run_results))) or docs,
         validated_at=datetime.now(UTC),
     )
+
+
+def _validation_page(context, identifier) -> Path | None:
+    """The validation result's page in the local Data Docs site (GX gives it as a file:// URL)."""
+    from urllib.parse import urlsplit
+    from urllib.request import url2pathname
+
+    url = context.get_docs_sites_urls(resource_identifier=identifier, site_name="local_site")[0]["site_url"]
+    return Path(url2pathname(urlsplit(url).path)) if url else None
 
 
 def report_path(paths: Paths, dataset: str, author_id: str, *, failed: bool = False) -> Path:
