@@ -63,6 +63,12 @@ FEATURE_ASSETS = [Asset(name=feature_asset_name(a), uri=feature_asset_uri(a)) fo
         ),
         "gpus": Param(TRAINING.container.gpus, type="integer", minimum=0, title="GPUs (docker backend)"),
         "skip_dpo": Param(False, type="boolean", title="Skip DPO", description="Promote the SFT model."),
+        "use_feedback": Param(
+            params().datasets.use_feedback,
+            type="boolean",
+            title="Train on feedback",
+            description="Export the served twin's feedback; trusted corrections become DPO preference pairs.",
+        ),
         "overrides": Param(
             {},
             type="object",

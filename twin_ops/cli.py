@@ -773,6 +773,95 @@ def lineage_command(
     console.print(tree)
 
 
+traces_app = typer.Typer(help="Traces of the twin's answers (serving.traces): what was asked, retrieved, answered.")
+app.add_typer(traces_app, name="traces")
+feedback_app = typer.Typer(help="Ratings and corrections of the twin's answers, for the next training run.")
+app.add_typer(feedback_app, name="feedback")
+
+
+def _trace_store():
+    from twin_ops.traces.store import TraceStore
+
+    params, paths, _ = _load()
+    if not paths.traces.exists():
+        raise InputError(f"no trace store at {paths.traces} (serving.traces.path): the API has not answered yet")
+    return TraceStore.from_params(params, paths)
+
+
+def _since(text: str | None):
+    """An ISO date/time (UTC unless it says otherwise), or a span back from now: 30m, 12h, 7d."""
+    import re
+    from datetime import UTC, datetime, timedelta
+
+    if text is None:
+        return None
+    if match := re.fullmatch(r"(\d+)([mhd])", text.strip()):
+        unit = {"m": "minutes", "h": "hours", "d": "days"}[match[2]]
+        return datetime.now(UTC) - timedelta(**{unit: int(match[1])})
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        example = "2025-01-31, 2025-01-31T08:00, or 30m, 12h, 7d"
+        raise InputError(f"--since {text!r}: give an ISO date/time or a span back from now ({example})") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@traces_app.command("list")
+def traces_list(
+    author: Annotated[str | None, typer.Option("--author", help="Only this author's twin.")] = None,
+    since: Annotated[str | None, typer.Option(help="From this time: ISO date/time, or 30m, 12h, 7d ago.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+) -> None:
+    """The latest traces: id, time, author, model version, status, tokens, seconds, rating."""
+    from rich.table import Column
+
+    traces = _trace_store().list(author, _since(since), limit)
+    table = Table("time (UTC)", "author", "model version", "status", "tokens", "seconds", "rating", "question")
+    table.columns.insert(0, Column("id", no_wrap=True))  # copied into `traces show`: never wrapped
+    for trace in traces:
+        tokens = f"{trace.prompt_tokens or 0}+{trace.completion_tokens or 0}"
+        rating = trace.feedback.rating + (" ✎" if trace.feedback.correction else "") if trace.feedback else ""
+        total = f"{trace.timings.total_s:.2f}" if trace.timings.total_s is not None else ""
+        question = " ".join((trace.question or "").split())[:50]
+        status = str(trace.status) if trace.status < 400 else f"[red]{trace.status}[/red]"
+        table.add_row(
+            trace.id,
+            f"{trace.created_at:%Y-%m-%d %H:%M:%S}",
+            trace.author or "",
+            trace.model_version or "",
+            status,
+            tokens,
+            total,
+            rating,
+            question,
+        )
+    table.title = f"{len(traces)} traces" + (f" of {author}" if author else "")
+    console.print(table)
+
+
+@traces_app.command("show")
+def traces_show(
+    trace_id: Annotated[str, typer.Argument(help="A response's id (or the client's own X-Request-ID).")],
+) -> None:
+    """One trace in full, with its feedback, as JSON."""
+    trace = _trace_store().get(trace_id)
+    if trace is None:
+        raise InputError(f"no trace {trace_id!r} (unknown, or older than serving.traces' bounds)")
+    console.print_json(trace.model_dump_json())
+
+
+@feedback_app.command("export")
+def feedback_export(author: Annotated[str, typer.Option("--author", help="Author id.")]) -> None:
+    """Merge the trace store's feedback into data/feedback/<author>/feedback.jsonl (GX-validated;
+    a failure leaves the file as it was)."""
+    from twin_ops.traces.export import export_feedback
+    from twin_ops.traces.store import TraceStore
+
+    params, paths, _ = _load()
+    result = export_feedback(author, params, paths, TraceStore.from_params(params, paths))
+    say(result.line())
+
+
 data_app = typer.Typer(help="Dataset versions (git + dvc.lock).")
 app.add_typer(data_app, name="data")
 

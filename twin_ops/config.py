@@ -182,6 +182,13 @@ class PreferenceDatasetQuality(_Section):
     min_rejected_chars: int = Field(ge=1)
 
 
+class FeedbackQuality(_Section):
+    # The "feedback" suite over data/feedback/<author>/feedback.jsonl (ratings and corrections).
+    min_records: int = Field(ge=0)
+    min_correction_tokens: int = Field(ge=1)  # whitespace tokens; the API refuses more than the max
+    max_correction_tokens: int = Field(ge=1)
+
+
 class QualityParams(_Section):
     reports_dir: Path
     raw_documents: RawDocumentsQuality
@@ -189,6 +196,7 @@ class QualityParams(_Section):
     chunks: ChunksQuality
     instruct_dataset: InstructDatasetQuality
     preference_dataset: PreferenceDatasetQuality
+    feedback: FeedbackQuality
 
 
 SCRUB_KINDS = (
@@ -240,6 +248,7 @@ class DatasetsParams(_Section):
     seed: int
     min_chosen_chars: int = Field(ge=1)
     teacher: TeacherParams
+    use_feedback: bool = False  # trusted corrections (data/feedback/<author>) become preference pairs
 
 
 class LoraParams(_Section):
@@ -359,6 +368,7 @@ class ServingLimitsParams(_Section):
     max_messages: int = Field(ge=1)
     max_message_chars: int = Field(ge=1)
     max_body_bytes: int = Field(ge=1024)
+    max_correction_chars: int = Field(ge=1)  # POST /v1/feedback's correction
 
 
 class ServingBatchingParams(_Section):
@@ -390,6 +400,17 @@ class ServingRayParams(_Section):
     metrics_export_port: int = Field(ge=1, le=65535)
 
 
+class ServingTracesParams(_Section):
+    # One trace per answer, in SQLite (twin_ops/traces): what was asked, retrieved and answered.
+    enabled: bool
+    path: str  # "" = <state_dir>/traces/traces.sqlite; a relative path is under the project root
+    max_records: int = Field(ge=1)
+    max_age_days: float = Field(gt=0)
+    # Without TWIN_OPS_API_KEY nobody is authenticated: feedback then counts as trusted (reaches
+    # training) only when this is true (a single-user machine).
+    trust_without_key: bool
+
+
 class ServingParams(_Section):
     config_file: Path
     app_name: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
@@ -407,6 +428,7 @@ class ServingParams(_Section):
     admission: ServingAdmissionParams
     timeouts: ServingTimeoutParams
     ray: ServingRayParams
+    traces: ServingTracesParams
 
 
 class JudgeParams(_Section):
@@ -620,6 +642,7 @@ class Paths(BaseModel):
     cache: Path
     models: Path | None = None  # training.output_dir; default <root>/models
     evaluation: Path | None = None  # evaluation.output_dir; default <root>/reports/evaluation
+    traces: Path | None = None  # serving.traces.path; default <state>/traces/traces.sqlite
 
     @model_validator(mode="after")
     def _defaults(self) -> Paths:
@@ -627,6 +650,8 @@ class Paths(BaseModel):
             object.__setattr__(self, "models", self.root / "models")
         if self.evaluation is None:
             object.__setattr__(self, "evaluation", self.root / "reports" / "evaluation")
+        if self.traces is None:
+            object.__setattr__(self, "traces", self.state / "traces" / "traces.sqlite")
         return self
 
     # --- project files ----------------------------------------------------------------------------
@@ -663,6 +688,10 @@ class Paths(BaseModel):
     def datasets(self, author_id: str) -> Path:
         return self.data / "datasets" / author_id
 
+    def feedback(self, author_id: str) -> Path:
+        """Ratings and corrections of the author's twin, exported from the trace store."""
+        return self.data / "feedback" / author_id
+
     def dataset(self, dataset: str, author_id: str) -> Path:
         """Where each stage publishes its dataset for one author (the GX suites' names)."""
         locations = {
@@ -671,6 +700,7 @@ class Paths(BaseModel):
             "chunks": self.features(author_id) / "chunks.jsonl",
             "instruct_dataset": self.datasets(author_id) / "instruct",
             "preference_dataset": self.datasets(author_id) / "preference",
+            "feedback": self.feedback(author_id) / "feedback.jsonl",
         }
         return locations[dataset]
 
@@ -758,4 +788,5 @@ def resolve_paths(params: Params, settings: Settings | None = None) -> Paths:
         cache=settings.twin_ops_cache.resolve(),
         models=(root / params.training.output_dir).resolve(),
         evaluation=(root / params.evaluation.output_dir).resolve(),
+        traces=(root / params.serving.traces.path).resolve() if params.serving.traces.path else None,
     )

@@ -228,6 +228,24 @@ class PreferenceSample(_Record):
     split: Split
 
 
+class FeedbackRecord(_Record):
+    """A rating (and maybe a correction) of one traced answer, as exported for the pipeline
+    (data/feedback/<author>/feedback.jsonl). Pydantic is strict here; the GX suite ("feedback")
+    checks the file as it sits on disk before anything trains on it."""
+
+    id: NonEmpty  # the trace's id (the answer's response id)
+    author_id: AuthorId
+    model_id: NonEmpty  # the twin that answered ("<author>-twin")
+    model_version: NonEmpty  # what it served
+    prompt: NonEmpty  # the question: the conversation's last user message
+    answer: str  # the twin's answer
+    rating: Annotated[str, StringConstraints(pattern=r"^(up|down)$")]
+    correction: NonEmpty | None = None  # what the author would have said
+    trusted: bool  # submitted with the API key (README: "Feedback: the trust model")
+    answered_at: datetime
+    rated_at: datetime
+
+
 class ModelVersion(_Record):
     name: NonEmpty
     version: int = Field(ge=1)

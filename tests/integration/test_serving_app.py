@@ -61,13 +61,17 @@ def app(params, paths, demo_index, tiny_model):
     from twin_ops.serving import ops
 
     index_overrides, _ = demo_index
+    folder = Path(tempfile.mkdtemp(prefix="twin-serving-"))
     overrides = {
         **index_overrides,
-        # expose_prompt_ids: the prompt-identity test reads the served token ids (off in production).
-        "serving": {"generation": {"default_max_tokens": MAX_TOKENS, "expose_prompt_ids": True}},
+        "serving": {
+            # expose_prompt_ids: the prompt-identity test reads the served token ids (off in production).
+            "generation": {"default_max_tokens": MAX_TOKENS, "expose_prompt_ids": True},
+            "traces": {"path": str(folder / "traces" / "traces.sqlite")},  # this module's own trace store
+        },
     }
     served = load_params(paths.root / "params.yaml", overrides)
-    models = tiny_registry(served, tiny_model, Path(tempfile.mkdtemp(prefix="twin-serving-")))
+    models = tiny_registry(served, tiny_model, folder)
     os.environ["TWIN_OPS_API_KEY"] = API_KEY  # read by the Ingress replica at start-up
     try:
         url = ops.start_local(
@@ -122,6 +126,15 @@ def test_openai_client_chat_answers_with_the_authors_sources(app):
     assert title in [source["title"] for source in sources]
     assert all(source["url"].startswith("http://127.0.0.1:8000/posts/") for source in sources)
     assert response.model_extra["model_version"] == f"{twin(WREN)}:v1"
+    # Its trace: what was retrieved (chunk ids, in the prompt or not) and where the time went.
+    trace = httpx.get(f"{url}/v1/traces/{response.id}", headers=auth(), timeout=30).json()
+    assert trace["id"] == response.id and trace["model_version"] == f"{twin(WREN)}:v1"
+    assert trace["passages"] and all(p["chunk_id"] for p in trace["passages"])
+    assert title in [p["title"] for p in trace["passages"] if p["used"]]
+    assert trace["completion_tokens"] == response.usage.completion_tokens and trace["answer"] == choice.message.content
+    timings = trace["timings"]
+    assert timings["retrieval_s"] > 0 and timings["prefill_s"] > 0 and timings["decode_s"] > 0
+    assert timings["queue_s"] >= 0 and timings["total_s"] > timings["retrieval_s"]
 
 
 def test_openai_client_streams_tokens_as_server_sent_events(app):

@@ -45,6 +45,7 @@ def resolve_run(form: dict[str, Any], asset_events: list[dict[str, Any]]) -> Run
         "training.sft.learning_rate": form.get("learning_rate"),
         "training.lora.r": form.get("lora_rank"),
         "training.container.gpus": form.get("gpus"),
+        "datasets.use_feedback": form.get("use_feedback"),
     }
     overrides = {key: value for key, value in overrides.items() if value is not None}
     overrides.update(form.get("overrides") or {})
@@ -60,13 +61,19 @@ def resolve_run(form: dict[str, Any], asset_events: list[dict[str, Any]]) -> Run
 
 @validate_call
 def datasets(run: RunSpec):
-    """Instruction and preference datasets from the author's cleaned documents (GX-validated)."""
+    """Instruction and preference datasets from the author's cleaned documents (GX-validated); with
+    ``datasets.use_feedback`` the trace store's feedback is exported first (`twin-ops feedback
+    export`) and its trusted corrections become preference pairs."""
     from twin_ops.datasets.build import run_datasets
     from twin_ops.quality.frames import DatasetNotFound
     from twin_ops.quality.validate import ValidationFailed
 
     params, paths, settings = load(run.overrides)
     try:
+        if params.datasets.use_feedback:
+            from twin_ops.traces.export import export_feedback
+
+            log.info(export_feedback(run.author, params, paths).line())
         summary = run_datasets(run.author, params, paths, settings)
     except (ValidationFailed, DatasetNotFound) as exc:
         raise StageFailed(f"{exc}; {paths.datasets(run.author)} is unchanged") from exc

@@ -1,7 +1,8 @@
 """The dataset stage for one author: cleaned documents → instruction and preference datasets.
 
 passages → instructions (local back-translation, or the teacher; template fallback) → split by
-source document → dedupe → rejected answers from the base model → filter → GX suites → Parquet.
+source document → dedupe → rejected answers from the base model → filter (+ preference pairs from
+trusted feedback with ``datasets.use_feedback``: datasets/feedback.py) → GX suites → Parquet.
 Both datasets are validated before either is written; a failed suite writes its report, raises
 ``ValidationFailed`` and leaves data/datasets/<author> as it was.
 """
@@ -9,6 +10,7 @@ Both datasets are validated before either is written; a failed suite writes its 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import random
 import tempfile
@@ -28,7 +30,16 @@ from twin_ops.datasets.instructions import (
     tidy,
 )
 from twin_ops.datasets.passages import Passage, split_passages
-from twin_ops.domain import CleanedDocument, DocumentKind, InstructSample, PreferenceSample, Split, read_jsonl
+from twin_ops.domain import (
+    CleanedDocument,
+    DocumentKind,
+    FeedbackRecord,
+    InstructSample,
+    PreferenceSample,
+    Split,
+    read_jsonl,
+    sha256_text,
+)
 from twin_ops.quality import frames
 from twin_ops.quality.validate import (
     ValidationFailed,
@@ -44,6 +55,9 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
 INSTRUCT_COLUMNS = [name for name in InstructSample.model_fields]
 PREFERENCE_COLUMNS = [name for name in PreferenceSample.model_fields]
+# Beside the preference Parquet files when feedback was used: which feedback made which pairs (the
+# model card's lineage reads it).
+FEEDBACK_MANIFEST = "feedback.json"
 
 
 @dataclass
@@ -57,6 +71,9 @@ class DatasetSummary:
     instruct: dict[str, int] = field(default_factory=dict)  # rows by split
     preference: dict[str, int] = field(default_factory=dict)
     preference_dropped: int = 0
+    feedback_records: int | None = None  # None: datasets.use_feedback is off
+    feedback_pairs: int = 0
+    feedback_skipped: dict[str, int] = field(default_factory=dict)  # corrections not used, by reason
     seconds: float = 0.0
 
     def line(self) -> str:
@@ -66,7 +83,15 @@ class DatasetSummary:
             f"({self.duplicates_dropped} duplicates dropped); instructions: {sources}; "
             f"instruct train/test {self.instruct.get('train', 0)}/{self.instruct.get('test', 0)}; "
             f"preference train/test {self.preference.get('train', 0)}/{self.preference.get('test', 0)} "
-            f"({self.preference_dropped} filtered); {self.seconds:.1f}s"
+            f"({self.preference_dropped} filtered){self._feedback()}; {self.seconds:.1f}s"
+        )
+
+    def _feedback(self) -> str:
+        if self.feedback_records is None:
+            return ""
+        skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(self.feedback_skipped.items()))
+        return f"; feedback: {self.feedback_records} records, {self.feedback_pairs} preference pairs" + (
+            f" ({skipped} skipped)" if skipped else ""
         )
 
 
@@ -190,8 +215,10 @@ def build_datasets(
     *,
     model: LocalModel | None = None,
     progress: Progress | None = None,
+    feedback: list[FeedbackRecord] | None = None,
 ) -> DatasetSummary:
-    """Build, validate and publish both datasets for one author's cleaned documents."""
+    """Build, validate and publish both datasets for one author's cleaned documents; ``feedback``
+    (validated records, with ``datasets.use_feedback``) adds its trusted corrections as pairs."""
     started = time.perf_counter()
     settings = settings or Settings()
     progress = progress or (lambda step, done, total: None)
@@ -256,6 +283,17 @@ def build_datasets(
         if answer.strip() and answer.strip() != sample.answer.strip() and len(sample.answer) >= p.min_chosen_chars
     ]
     summary.preference_dropped = len(instruct) - len(preference)
+    manifest = None
+    if feedback is not None:
+        from twin_ops.datasets.feedback import preference_pairs
+
+        pairs, skipped = preference_pairs(feedback, author_id, params.quality.preference_dataset.min_chosen_chars)
+        taken = {(sample.prompt, sample.chosen) for sample in preference}
+        pairs = [pair for pair in pairs if (pair.prompt, pair.chosen) not in taken]
+        preference += pairs
+        summary.feedback_records, summary.feedback_pairs = len(feedback), len(pairs)
+        summary.feedback_skipped = dict(skipped)
+        manifest = _feedback_manifest(paths, author_id, pairs)
     preference_frame = pd.DataFrame([s.model_dump(mode="json") for s in preference], columns=PREFERENCE_COLUMNS)
     preference_report = _validate("preference_dataset", preference_frame, author_id, params, paths)
 
@@ -269,6 +307,8 @@ def build_datasets(
         with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}.build-") as staging:
             Path(staging).chmod(0o755)  # mkdtemp's 0700 would be copied to the published folder
             _write_parquet(frame, columns, Path(staging))
+            if dataset == "preference_dataset" and manifest is not None:
+                (Path(staging) / FEEDBACK_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
             publish_if_valid(Path(staging), target, report)
         write_report(report, report_path(paths, dataset, author_id))
     summary.instruct = instruct_frame["split"].value_counts().to_dict()
@@ -278,6 +318,16 @@ def build_datasets(
     return summary
 
 
+def _feedback_manifest(paths: Paths, author_id: str, pairs: list[PreferenceSample]) -> dict:
+    source = paths.dataset("feedback", author_id)
+    return {
+        "pairs": len(pairs),
+        "source": str(source.relative_to(paths.root)) if source.is_relative_to(paths.root) else str(source),
+        "sha256": sha256_text(source.read_text(encoding="utf-8")) if source.exists() else None,
+        "trace_ids": sorted(pair.source_document_id.split(":", 1)[1] for pair in pairs),
+    }
+
+
 def run_datasets(
     author_id: str,
     params: Params,
@@ -285,9 +335,19 @@ def run_datasets(
     settings: Settings | None = None,
     *,
     progress: Progress | None = None,
+    model: LocalModel | None = None,
 ) -> DatasetSummary:
-    """The stage as the CLI, DVC and Airflow run it: reads data/features/<author>/cleaned.jsonl."""
+    """The stage as the CLI, DVC and Airflow run it: reads data/features/<author>/cleaned.jsonl (and,
+    with ``datasets.use_feedback``, data/feedback/<author>/feedback.jsonl, validated first)."""
     location = frames.dataset_location(paths, "cleaned_documents", author_id)
     if not location.exists():
         raise frames.DatasetNotFound(f"no cleaned documents at {location} (run `twin-ops features` first)")
-    return build_datasets(read_jsonl(location, CleanedDocument), author_id, params, paths, settings, progress=progress)
+    feedback = None
+    if params.datasets.use_feedback:
+        from twin_ops.datasets.feedback import load_feedback
+
+        feedback = load_feedback(author_id, params, paths)  # ValidationFailed: nothing is built
+    documents = read_jsonl(location, CleanedDocument)
+    return build_datasets(
+        documents, author_id, params, paths, settings, model=model, progress=progress, feedback=feedback
+    )

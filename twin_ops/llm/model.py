@@ -57,6 +57,11 @@ class DecodeRow:
     should_stop: Callable[[], bool] | None = None  # True: leave the batch now (cancelled, deadline)
     tokens: list[int] = field(default_factory=list)
     finish_reason: str | None = None  # "stop" (end-of-sequence), "length" (max_tokens), "cancelled"
+    # Where its time went (a trace records it): waiting for a batch (set by the serving scheduler),
+    # its batch's prefill, and the decode steps it took part in (set by generate_rows).
+    queued_s: float = 0.0
+    prefill_s: float = 0.0
+    decode_s: float = 0.0
 
     def take(self, token: int, eos_ids: Sequence[int]) -> None:
         if token in eos_ids:
@@ -91,6 +96,12 @@ class DecodeTiming:
         return DecodeTiming(
             self.prefill_s * factor, self.prefill_tokens, self.decode_s * factor, self.steps, self.row_steps
         )
+
+
+def _step_time(rows: Sequence[DecodeRow], timing: DecodeTiming, seconds: float) -> None:
+    timing.decode_s += seconds
+    for row in rows:
+        row.decode_s += seconds
 
 
 class LoadedModel:
@@ -168,8 +179,11 @@ class LoadedModel:
             out = self.model(
                 input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1
             )
-            timing.prefill_s += time.perf_counter() - started
+            prefill_s = time.perf_counter() - started
+            timing.prefill_s += prefill_s
             timing.prefill_tokens += sum(len(row.prompt) for row in active)
+            for row in active:
+                row.prefill_s += prefill_s
             cache, logits = out.cache, out.logits[:, -1, :].float()
             last_position = positions[:, -1]
             while True:
@@ -181,7 +195,7 @@ class LoadedModel:
                 timing.steps += 1
                 timing.row_steps += len(active)
                 if not keep:
-                    timing.decode_s += time.perf_counter() - step
+                    _step_time(active, timing, time.perf_counter() - step)
                     break
                 if len(keep) < len(active):  # finished rows leave the batch and its KV cache
                     index = torch.tensor(keep, device=device)
@@ -199,7 +213,7 @@ class LoadedModel:
                     use_cache=True,
                 )
                 cache, logits = out.cache, out.logits[:, -1, :].float()
-                timing.decode_s += time.perf_counter() - step
+                _step_time(active, timing, time.perf_counter() - step)
 
     def _penalise(self, logits, seen, rows: Sequence[DecodeRow]):
         """transformers' repetition penalty and no-repeat n-grams, over each row's own tokens."""

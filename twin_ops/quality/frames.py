@@ -97,6 +97,10 @@ def with_derived_columns(dataset: str, frame: pd.DataFrame, scrubber: Scrubber |
         frame["source_split_count"] = frame.groupby("source_document_id")["split"].transform("nunique")
     if "answer" in frame.columns:
         frame["answer_tokens"] = frame["answer"].map(lambda text: len(str(text).split()))
+    if dataset == "feedback" and "correction" in frame.columns:
+        frame["correction_tokens"] = frame["correction"].map(
+            lambda text: float(len(text.split())) if isinstance(text, str) else float("nan")
+        )
     if {"chosen", "rejected"} <= set(frame.columns):
         frame["chosen_equals_rejected"] = frame["chosen"].str.strip() == frame["rejected"].str.strip()
     return frame
@@ -110,4 +114,8 @@ def load_frame(
         frame = read_parquet_frame(location)
     else:
         frame = read_jsonl_frame(location)
+    if dataset == "feedback" and frame.empty:  # no feedback yet: an empty table, its columns named
+        from twin_ops.domain import FeedbackRecord
+
+        frame = pd.DataFrame(columns=list(FeedbackRecord.model_fields))
     return with_derived_columns(dataset, frame, scrubber)

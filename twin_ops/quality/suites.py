@@ -185,12 +185,42 @@ def preference_dataset(q: QualityParams, author_id: str) -> list[Expectation]:
     ]
 
 
+RATINGS = ["up", "down"]
+TRACE_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$"  # what the API gives an answer (serving/api.py)
+
+
+def feedback(q: QualityParams, author_id: str) -> list[Expectation]:
+    """Ratings and corrections exported from the trace store. "Ids exist": every record names a
+    well-formed, unique trace id and carries that trace's question, answer and model version (the
+    export writes only records joined with their trace)."""
+    p = q.feedback
+    return [
+        _named("has records", E.ExpectTableRowCountToBeBetween(min_value=p.min_records)),
+        *_not_null("id", "author_id", "model_id", "model_version", "prompt", "answer", "rating", "trusted"),
+        _named("ids unique", E.ExpectColumnValuesToBeUnique(column="id")),
+        _named("ids well-formed", E.ExpectColumnValuesToMatchRegex(column="id", regex=TRACE_ID)),
+        _named("question not empty", E.ExpectColumnValueLengthsToBeBetween(column="prompt", min_value=1)),
+        _named("author matches config", E.ExpectColumnValuesToBeInSet(column="author_id", value_set=[author_id])),
+        _named("rating up or down", E.ExpectColumnValuesToBeInSet(column="rating", value_set=RATINGS)),
+        _named("trusted is a boolean", E.ExpectColumnValuesToBeInSet(column="trusted", value_set=[True, False])),
+        # correction_tokens: whitespace tokens of the correction, missing when there is none (frames.py);
+        # a blank correction has 0 and fails.
+        _named(
+            "correction non-empty and within token bounds",
+            E.ExpectColumnValuesToBeBetween(
+                column="correction_tokens", min_value=p.min_correction_tokens, max_value=p.max_correction_tokens
+            ),
+        ),
+    ]
+
+
 SUITES = {
     "raw_documents": raw_documents,
     "cleaned_documents": cleaned_documents,
     "chunks": chunks,
     "instruct_dataset": instruct_dataset,
     "preference_dataset": preference_dataset,
+    "feedback": feedback,
 }
 
 

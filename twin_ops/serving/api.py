@@ -12,12 +12,15 @@
     GET  /chat                  the chat page (static/: plain HTML/CSS/JS, served without the key:
                                 it holds nothing secret and asks for the key the API needs)
     GET  /                      redirects to /chat
+    GET  /v1/traces/{id}        an answer's trace: conversation, passages, tokens, timings, feedback
+    POST /v1/feedback           {id, rating: up|down, correction?} on a traced answer (the latest wins)
     GET  /openapi.json, /docs   the schema (FastAPI)
 
 Every error is an OpenAI-style body ``{"error": {"message", "type", "code"}}`` with a 4xx/5xx
 status, so the official client raises its usual exception classes with our message; every status a
 route can return is in ``/openapi.json``. A 429 (the twin is too busy to answer before the request's
-deadline) carries ``Retry-After``.
+deadline) carries ``Retry-After``. Every response carries ``X-Request-ID`` and every answer (error or
+not) is traced: serving/tracing.py.
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -51,6 +54,7 @@ from twin_ops.errors import (
 )
 from twin_ops.llm import Sampling
 from twin_ops.rag import Passage, Retrieval
+from twin_ops.serving import tracing
 from twin_ops.serving.records import (
     Generation,
     GenerationRequest,
@@ -60,6 +64,9 @@ from twin_ops.serving.records import (
     StreamEvent,
     StreamStart,
 )
+from twin_ops.traces.store import Trace, TraceStore, TraceStoreError
+
+log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"  # the chat page, shipped in the package
 # The page may load and call nothing but this app: no CDN, no external fonts, no inline script.
@@ -140,6 +147,22 @@ class RagRequest(_Body):
     temperature: float | None = Field(default=None, ge=0, le=2)
 
 
+class FeedbackRequest(_Body):
+    # Our own route: an unknown field is a mistake (a misspelt "correction" must not vanish).
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    id: str = Field(min_length=1, max_length=200, description="The answer's id (its response's `id`).")
+    rating: Literal["up", "down"]
+    correction: str | None = Field(default=None, description="What the author would have said instead.")
+
+
+class FeedbackResponse(BaseModel):
+    id: str
+    rating: Literal["up", "down"]
+    correction: str | None
+    trusted: bool  # may reach training (README: "Feedback: the trust model")
+
+
 class Source(BaseModel):
     title: str
     url: str
@@ -156,6 +179,7 @@ class PromptResponse(BaseModel):
 
 
 class RagResponse(BaseModel):
+    id: str  # the trace's id (GET /v1/traces/{id}, POST /v1/feedback)
     answer: str
     sources: list[Source]
     model_version: str
@@ -228,8 +252,8 @@ def _documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
     why = {
         400: "Malformed JSON.",
         401: "Missing or wrong API key (when TWIN_OPS_API_KEY is set).",
-        404: "Unknown model (twin) or author.",
-        413: "Request body, query or messages over the limits (serving.limits).",
+        404: "Unknown model (twin), author or trace id.",
+        413: "Request body, query, messages or correction over the limits (serving.limits).",
         422: "A field is missing, of the wrong type or out of range.",
         429: "The twin cannot answer before the request's deadline, or its queue is full: "
         "retry after Retry-After seconds.",
@@ -282,6 +306,7 @@ class Limits:
     def __init__(self, params: Params) -> None:
         self.serving = params.serving
         self.rag = params.rag
+        self.feedback = params.quality.feedback
 
     def query(self, text: str, what: str = "query") -> str:
         limit = self.serving.limits.max_query_chars
@@ -326,6 +351,24 @@ class Limits:
             raise InvalidRequest("the last message must have role 'user': it is the question")
         return tuple((message.role, message.text()) for message in messages)
 
+    def correction(self, text: str | None) -> str | None:
+        """A correction the feedback suite will accept, or a 413/422 now (never stored, then refused)."""
+        if text is None:
+            return None
+        limit, max_tokens = self.serving.limits.max_correction_chars, self.feedback.max_correction_tokens
+        if len(text) > limit:
+            raise RequestTooLarge(
+                f"correction is {len(text)} characters; the limit is {limit} (serving.limits.max_correction_chars)"
+            )
+        if len(text.split()) > max_tokens:
+            raise RequestTooLarge(
+                f"correction is {len(text.split())} words; the limit is {max_tokens} "
+                "(quality.feedback.max_correction_tokens)"
+            )
+        if not text.strip():
+            raise InvalidRequest("correction is empty: leave it out to send a rating alone")
+        return text.strip()
+
 
 # --- the app ------------------------------------------------------------------------------------
 
@@ -333,7 +376,14 @@ class Limits:
 Observe = Callable[[str, int, str, float], None]  # (route, status, model, seconds): metrics
 
 
-def create_api(backend: Backend, params: Params, api_key: str | None = None, observe: Observe | None = None) -> FastAPI:
+def create_api(
+    backend: Backend,
+    params: Params,
+    api_key: str | None = None,
+    observe: Observe | None = None,
+    traces: TraceStore | None = None,
+) -> FastAPI:
+    """The app; ``traces`` (None: serving.traces off) stores a trace per answer and the feedback."""
     from twin_ops.evaluation.candidate import author_of, model_name
 
     serving = params.serving
@@ -360,6 +410,7 @@ def create_api(backend: Backend, params: Params, api_key: str | None = None, obs
 
     @app.exception_handler(RequestError)
     async def serving_error(request: Request, exc: RequestError) -> JSONResponse:
+        request.state.error = exc.message  # for the trace
         return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
@@ -371,16 +422,16 @@ def create_api(backend: Backend, params: Params, api_key: str | None = None, obs
             f"{'.'.join(str(part) for part in item['loc'] if part != 'body') or 'body'}: {item['msg']}"
             for item in errors
         )
-        return error_response(InvalidRequest(f"invalid request: {problems}"))
+        request.state.error = f"invalid request: {problems}"
+        return error_response(InvalidRequest(request.state.error))
 
     @app.middleware("http")
     async def body_limit_and_metrics(request: Request, call_next):
         started = time.monotonic()
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > serving.limits.max_body_bytes:
-            response = error_response(
-                RequestTooLarge(f"request body is {length} bytes; the limit is {serving.limits.max_body_bytes}")
-            )
+            request.state.error = f"request body is {length} bytes; the limit is {serving.limits.max_body_bytes}"
+            response = error_response(RequestTooLarge(request.state.error))
         else:
             response = await call_next(request)
         if observe is not None:
@@ -388,6 +439,31 @@ def create_api(backend: Backend, params: Params, api_key: str | None = None, obs
             path = getattr(route, "path", "other")
             observe(path, response.status_code, getattr(request.state, "model", ""), time.monotonic() - started)
         return response
+
+    # Registered after the body limit, so it is the outer one: a 413 body is traced too.
+    @app.middleware("http")
+    async def request_ids_and_traces(request: Request, call_next):
+        draft = tracing.begin(request)
+        try:
+            response = await call_next(request)
+        except Exception as exc:  # a bug (500): traced, then Starlette reports it
+            await tracing.store(traces, draft, 500, f"{type(exc).__name__}: {exc}")
+            raise
+        if not draft.streaming:  # a stream stores its trace before its last event
+            try:
+                await tracing.store(traces, draft, response.status_code, getattr(request.state, "error", None))
+            except TraceStoreError as exc:
+                if response.status_code >= 400:  # the error still goes out; the log says the trace is lost
+                    log.error("%s", exc)
+                else:  # no answer leaves without its trace
+                    response = error_response(Unavailable(f"the answer could not be recorded: {exc}"))
+        response.headers["X-Request-ID"] = tracing.response_id(draft)
+        return response
+
+    def trace_store() -> TraceStore:
+        if traces is None:
+            raise Unavailable("traces are off (serving.traces.enabled: false)")
+        return traces
 
     def authorize(request: Request) -> None:
         if not api_key:
@@ -399,9 +475,17 @@ def create_api(backend: Backend, params: Params, api_key: str | None = None, obs
     authorized = [Depends(authorize)]
 
     async def retrieve(
-        query: str, author: str | None, k: int | None, history: tuple[tuple[str, str], ...] = ()
+        query: str,
+        author: str | None,
+        k: int | None,
+        trace: tracing.Draft | None = None,
+        history: tuple[tuple[str, str], ...] = (),
     ) -> Retrieval:
-        return await with_timeout(backend.retrieve(query, author, k, history), timeouts.retrieval_s, "retrieval")
+        started = time.perf_counter()
+        found = await with_timeout(backend.retrieve(query, author, k, history), timeouts.retrieval_s, "retrieval")
+        if trace is not None:
+            trace.retrieved(found, time.perf_counter() - started)
+        return found
 
     async def served_twin(request: Request, model_id: str) -> str:
         """``model_id`` when this app serves it, else a 404 naming what it serves."""
@@ -449,17 +533,22 @@ def create_api(backend: Backend, params: Params, api_key: str | None = None, obs
 
     @app.post("/rag", response_model=RagResponse, dependencies=authorized, responses=ANSWER_ERRORS)
     async def rag(body: RagRequest, http: Request) -> RagResponse:
+        trace = tracing.draft_of(http)
+        trace.asked((("user", body.query),), None, body.author)
         query = limits.query(body.query)
         sampling = limits.sampling(body.max_tokens, body.temperature, None)
         until = deadline()
         await admissible(twin_of(body.author), query, sampling, until)
-        found = await retrieve(query, body.author, limits.k(body.k))
+        found = await retrieve(query, body.author, limits.k(body.k), trace)
         model_id = await served_twin(http, twin_of(found.author))
+        trace.asked((("user", query),), model_id, found.author)
         request = GenerationRequest(
             messages=(("user", query),), passages=found.passages, sampling=sampling, model=model_id, deadline=until
         )
         answer = await with_timeout(backend.generate(request), timeouts.generation_s, "generation")
+        trace.answered(answer)
         return RagResponse(
+            id=trace.id,
             answer=answer.text,
             sources=sources_of(found.passages, answer.context_used),
             model_version=answer.model_version,
@@ -469,23 +558,29 @@ def create_api(backend: Backend, params: Params, api_key: str | None = None, obs
 
     @app.post("/v1/chat/completions", response_model=ChatCompletion, dependencies=authorized, responses=ANSWER_ERRORS)
     async def chat(body: ChatRequest, http: Request):
+        trace = tracing.draft_of(http)
         model_id = await served_twin(http, body.model)
         messages = limits.messages(body.messages)
+        trace.asked(messages, model_id, body.author or author_of(params, model_id))
         question = limits.query(messages[-1][1], "the last user message")
         sampling = limits.sampling(body.max_completion_tokens or body.max_tokens, body.temperature, body.top_p)
         until = deadline()
         await admissible(model_id, "".join(text for _, text in messages), sampling, until)
         # Retrieval from the twin's own author unless the request names another (the extension field).
         # The earlier messages go along: a follow-up is searched with the conversation (rag.conversation).
-        found = await retrieve(question, body.author or author_of(params, model_id), limits.k(body.k), messages[:-1])
+        author = body.author or author_of(params, model_id)
+        found = await retrieve(question, author, limits.k(body.k), trace, messages[:-1])
         request = GenerationRequest(
             messages=messages, passages=found.passages, sampling=sampling, model=model_id, deadline=until
         )
-        completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+        completion_id = trace.id
         created = int(time.time())
         if body.stream:
-            return await _stream(backend, request, found, completion_id, created, model_id, timeouts.generation_s)
+            return await _stream(
+                backend, request, found, completion_id, created, model_id, timeouts.generation_s, trace, traces
+            )
         answer = await with_timeout(backend.generate(request), timeouts.generation_s, "generation")
+        trace.answered(answer)
         return ChatCompletion(
             id=completion_id,
             created=created,
@@ -499,6 +594,37 @@ def create_api(backend: Backend, params: Params, api_key: str | None = None, obs
             sources=sources_of(found.passages, answer.context_used),
             model_version=answer.model_version,
         )
+
+    @app.get(
+        "/v1/traces/{trace_id}", response_model=Trace, dependencies=authorized, responses=_documented(401, 404, 503)
+    )
+    async def get_trace(trace_id: str) -> Trace:
+        """One answer's trace (by its id, or the client's own X-Request-ID), with its feedback."""
+        found = await asyncio.to_thread(trace_store().get, trace_id)
+        if found is None:
+            raise NotFound(f"no trace {trace_id!r} (unknown, or older than serving.traces' bounds)")
+        return found
+
+    @app.post(
+        "/v1/feedback",
+        response_model=FeedbackResponse,
+        dependencies=authorized,
+        responses=_documented(400, 401, 404, 413, 422, 503),
+    )
+    async def feedback(body: FeedbackRequest) -> FeedbackResponse:
+        """Rate an answer, optionally with what the author would have said; a repeat replaces the
+        earlier feedback. Trusted (may reach training) when it carried the API key (README)."""
+        store = trace_store()
+        correction = limits.correction(body.correction)
+        found = await asyncio.to_thread(store.get, body.id)
+        if found is None:
+            raise NotFound(f"no answer with id {body.id!r} (unknown, or older than serving.traces' bounds)")
+        if found.status != 200 or found.answer is None:
+            raise InvalidRequest(f"{body.id!r} has no answer to rate (its request ended with status {found.status})")
+        trusted = bool(api_key) or serving.traces.trust_without_key
+        if await asyncio.to_thread(store.rate, found.id, body.rating, correction, trusted) is None:
+            raise NotFound(f"no answer with id {body.id!r} (its trace was just deleted by serving.traces' bounds)")
+        return FeedbackResponse(id=found.id, rating=body.rating, correction=correction, trusted=trusted)
 
     if serving.generation.expose_prompt_ids:
 
@@ -532,12 +658,15 @@ async def _stream(
     created: int,
     model_id: str,
     timeout: float,
+    trace: tracing.Draft,
+    traces: TraceStore | None,
 ) -> StreamingResponse:
     """Server-sent events in OpenAI's chunk format, ending with ``data: [DONE]``.
 
     The first event (the prompt is built, the model has started) is awaited before the response
     begins, so a bad request or an unavailable model still gets a proper 4xx/503 status; an error
-    after that can only be reported inside the stream.
+    after that can only be reported inside the stream. The trace is stored before the final ``[DONE]``
+    (or, when the client goes away first, as it leaves).
     """
     events = aiter(backend.stream(request))
     start = await with_timeout(anext(events), timeout, "generation start")
@@ -549,9 +678,13 @@ async def _stream(
         base = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model_id}
         return _sse({**base, "choices": [choice], **extra})
 
+    trace.stream_started(start.context_used, start.model_version, start.prompt_tokens)
+
     async def body() -> AsyncIterator[str]:
         sources = [source.model_dump() for source in sources_of(found.passages, start.context_used)]
         yield chunk({"role": "assistant", "content": ""}, sources=sources, model_version=start.model_version)
+        error: str | None = None
+        ended = False  # the loop ran to its end (normally, or with an error reported in the stream)
         try:
             while True:
                 try:
@@ -559,13 +692,24 @@ async def _stream(
                 except StopAsyncIteration:
                     break
                 if isinstance(event, StreamEnd):
+                    trace.stream_ended(event)
                     yield chunk({}, event.finish_reason)
                 elif event:
+                    trace.streamed(event)
                     yield chunk({"content": event})
+            ended = True
         except RequestError as exc:
+            error, ended = exc.message, True
             yield _sse(error_body(exc))
         finally:
+            if not ended:  # the client went away mid-stream: stored without awaiting (being cancelled)
+                trace.trace.finish_reason = "cancelled"
+                tracing.store_now(traces, trace, 200, "the client went away before the end of the stream")
             await events.aclose()
+        try:
+            await tracing.store(traces, trace, 200, error)
+        except TraceStoreError as exc:
+            yield _sse(error_body(Unavailable(f"the answer could not be recorded: {exc}")))
         yield "data: [DONE]\n\n"
 
     return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

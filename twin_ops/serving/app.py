@@ -413,12 +413,21 @@ class Ingress:
     is read from this replica's environment and never travels in the Serve config)."""
 
     def __init__(
-        self, params: Params, catalog: Catalog, retriever: DeploymentHandle, generator: DeploymentHandle
+        self,
+        params: Params,
+        catalog: Catalog,
+        retriever: DeploymentHandle,
+        generator: DeploymentHandle,
+        traces_path: str | None = None,
     ) -> None:
         from twin_ops.serving.metrics import RequestMetrics
+        from twin_ops.traces.store import TraceStore
 
         backend = RayBackend(params, catalog, retriever, generator)
-        self.api = create_api(backend, params, Settings().twin_ops_api_key, RequestMetrics().answered)
+        limits = params.serving.traces
+        # Every Ingress replica writes the same SQLite file (WAL; twin_ops/traces/store.py).
+        traces = TraceStore(Path(traces_path), limits.max_records, limits.max_age_days) if traces_path else None
+        self.api = create_api(backend, params, Settings().twin_ops_api_key, RequestMetrics().answered, traces)
 
     def __serve_build_asgi_app__(self):
         return self.api
@@ -447,4 +456,5 @@ def build_app(args: dict[str, Any]):
     )
     retriever = Retriever.bind(params, root, embedder, generator)
     catalog = Catalog(params, paths.root, Path(models_dir), paths.cache)
-    return Ingress.bind(params, catalog, retriever, generator)
+    traces = str(paths.traces) if params.serving.traces.enabled else None
+    return Ingress.bind(params, catalog, retriever, generator, traces)

@@ -137,6 +137,9 @@ class TextGenerator:
             completion_tokens=len(row.tokens),
             context_used=prepared.context_used,
             model_version=self.version,
+            queue_s=row.queued_s,
+            prefill_s=row.prefill_s,
+            decode_s=row.decode_s,
         )
 
     def generate_alone(self, request: GenerationRequest) -> Generation:
@@ -204,7 +207,13 @@ async def stream_with(
         finished = done.result()  # raises the row's error (a deadline passed, a failed batch)
         if finished is None:
             raise Unavailable("the generation was cancelled")
-        yield StreamEnd(finish_reason=finished.finish_reason or "length", completion_tokens=len(finished.tokens))
+        yield StreamEnd(
+            finish_reason=finished.finish_reason or "length",
+            completion_tokens=len(finished.tokens),
+            queue_s=finished.queued_s,
+            prefill_s=finished.prefill_s,
+            decode_s=finished.decode_s,
+        )
     finally:
         if not done.done():
             cancel()

@@ -31,6 +31,10 @@ class Generation:
     completion_tokens: int
     context_used: int  # how many of the passages fitted the context budget (the answer's sources)
     model_version: str
+    # Seconds waiting for a batch, in the batch's prefill, and decoding this answer (its trace).
+    queue_s: float = 0.0
+    prefill_s: float = 0.0
+    decode_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,9 @@ class StreamStart:
 class StreamEnd:
     finish_reason: str
     completion_tokens: int
+    queue_s: float = 0.0  # as in Generation
+    prefill_s: float = 0.0
+    decode_s: float = 0.0
 
 
 @dataclass(frozen=True)

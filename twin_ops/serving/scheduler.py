@@ -254,7 +254,8 @@ class Scheduler:
         model, label = batch[0].model, batch[0].label
         for ticket in batch:
             ticket.started_at = now
-            self.observer.queue_wait(label, now - ticket.admitted_at)
+            ticket.row.queued_s = now - ticket.admitted_at
+            self.observer.queue_wait(label, ticket.row.queued_s)
         self.running = batch
         self.batch_sizes.append(len(batch))
         self.counters.batches += 1

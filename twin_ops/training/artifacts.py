@@ -78,6 +78,9 @@ def data_versions(paths: Paths, files: dict[str, Path], hashes: dict[str, str]) 
             versions["dvc"] = lineage_of(versions["path"], paths)
         except LineageError:
             versions["dvc"] = None  # not (yet) a DVC output: the content hashes identify it
+    manifest = folder / "feedback.json"  # datasets.build.FEEDBACK_MANIFEST: pairs made from feedback
+    if manifest.exists():
+        versions["feedback"] = json.loads(manifest.read_text())
     return versions
 
 
