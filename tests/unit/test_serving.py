@@ -248,6 +248,17 @@ def test_a_refused_admission_is_429_with_retry_after(params):
     assert pickle.loads(pickle.dumps(busy)).retry_after == 7  # crosses Ray processes intact
 
 
+def test_after_a_refusal_the_ingress_refuses_as_large_requests_by_itself_until_retry_after(params):
+    backend = FakeBackend(fail=TooManyRequests("wren-halvorsen-twin is busy", retry_after=7))
+    client = client_for(params, backend)
+    first = client.post("/rag", json={"query": "bilge", "max_tokens": 64}, headers=auth())
+    again = client.post("/rag", json={"query": "bilge", "max_tokens": 64}, headers=auth())
+    assert first.status_code == again.status_code == 429 and 1 <= int(again.headers["retry-after"]) <= 7
+    assert len(backend.admissions) == 1  # the second never reached the Generator
+    smaller = client.post("/rag", json={"query": "bilge", "max_tokens": 8}, headers=auth())
+    assert smaller.status_code == 429 and len(backend.admissions) == 2  # a smaller one still asks
+
+
 def test_a_request_is_routed_to_its_authors_twin(params):
     backend = FakeBackend()
     client = client_for(params, backend)

@@ -29,6 +29,7 @@ import asyncio
 import hmac
 import json
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -271,6 +272,25 @@ def _documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
 ANSWER_ERRORS = _documented(400, 401, 404, 413, 422, 429, 503, 504)
 
 
+class RecentRefusals:
+    """The Generator's last 429 per twin, until its Retry-After: a request at least as large that
+    arrives meanwhile is refused here, at once, without a call to the Generator — under overload
+    refusals must stay cheap (each costs the busy node a round trip otherwise). A smaller request
+    still asks: it may fit where the refused one did not."""
+
+    def __init__(self) -> None:
+        self.until: dict[str, tuple[float, int, TooManyRequests]] = {}
+
+    def check(self, model_id: str, tokens: int) -> None:
+        until, size, refused = self.until.get(model_id, (0.0, 0, None))
+        left = until - time.monotonic()
+        if refused is not None and left > 0 and tokens >= size:
+            raise TooManyRequests(refused.message, retry_after=max(1, math.ceil(left)))
+
+    def remember(self, model_id: str, tokens: int, refused: TooManyRequests) -> None:
+        self.until[model_id] = (time.monotonic() + refused.retry_after, tokens, refused)
+
+
 # --- helpers ------------------------------------------------------------------------------------
 
 
@@ -401,12 +421,19 @@ def create_api(
     def deadline() -> float:
         return time.time() + timeouts.generation_s
 
+    refusals = RecentRefusals()
+
     async def admissible(model_id: str, text: str, sampling: Sampling, until: float) -> None:
         """Ask the Generator before retrieval whether it could answer in time: a refusal then
         costs no embedding or search (retrieval's own CPU would slow the answers it cannot help).
         The prompt's size is not known yet: the retrieved context's budget plus the text."""
         estimate = params.rag.context_token_budget + len(text) // 3 + 64
-        await backend.check_admission(model_id, estimate, sampling.max_tokens, until)
+        refusals.check(model_id, estimate + sampling.max_tokens)
+        try:
+            await backend.check_admission(model_id, estimate, sampling.max_tokens, until)
+        except TooManyRequests as refused:
+            refusals.remember(model_id, estimate + sampling.max_tokens, refused)
+            raise
 
     @app.exception_handler(RequestError)
     async def serving_error(request: Request, exc: RequestError) -> JSONResponse:
