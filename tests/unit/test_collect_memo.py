@@ -75,12 +75,12 @@ def test_the_http_cache_file_is_a_dbm_style_mapping_that_survives_reopening(tmp_
 
 def test_a_sitemap_lastmod_settles_a_page_only_when_unchanged_recent_and_still_stored(tmp_path, monkeypatch):
     memo = PageMemo(tmp_path / "memo.json", "f1", {})
+    memo.listed(URL, "2026-03-01")  # the sitemap is read before the page is requested
     memo.record(URL, PageVerdict(body_hash(b"a"), document_id="a:1", content_hash="h1"))
-    memo.listed(URL, "2026-03-01")
     memo.save()
     day = 86400.0
     fresh = PageMemo(tmp_path / "memo.json", "f1", {"a:1": "h1"}, trust_lastmod_s=7 * day)
-    assert fresh.was_listed(URL)
+    assert fresh.previous[URL].lastmod == "2026-03-01"
     assert fresh.unchanged_since(URL, "2026-03-02") is None  # moved on
     assert fresh.unchanged_since(URL, "2026-02-01") is None  # moved back: a change too
     assert fresh.unchanged_since(URL, "") is None
@@ -88,10 +88,19 @@ def test_a_sitemap_lastmod_settles_a_page_only_when_unchanged_recent_and_still_s
     gone = PageMemo(tmp_path / "memo.json", "f1", {}, trust_lastmod_s=7 * day)  # the store lost the document
     assert gone.unchanged_since(URL, "2026-03-01") is None
     off = PageMemo(tmp_path / "memo.json", "f1", {"a:1": "h1"}, trust_lastmod_s=0)  # trust_sitemap_lastmod_days: 0
-    assert not off.was_listed(URL) and off.unchanged_since(URL, "2026-03-01") is None
+    assert off.unchanged_since(URL, "2026-03-01") is None
     later = time.time() + 8 * day  # the server last answered for the page over a week ago
     monkeypatch.setattr("twin_ops.collect.memo.time.time", lambda: later)
     assert PageMemo(tmp_path / "memo.json", "f1", {"a:1": "h1"}, 7 * day).unchanged_since(URL, "2026-03-01") is None
+
+
+def test_a_page_no_sitemap_listed_before_it_was_answered_has_no_lastmod_to_vouch_for_it(tmp_path):
+    memo = PageMemo(tmp_path / "memo.json", "f1", {}, trust_lastmod_s=86400)
+    memo.record(URL, PageVerdict(body_hash(b"a"), reason=SkipReason.TOO_SHORT.value))
+    memo.listed(URL, "2026-03-01")  # too late: the body judged may be older than this lastmod
+    memo.save()
+    again = PageMemo(tmp_path / "memo.json", "f1", {}, trust_lastmod_s=86400)
+    assert again.previous[URL].lastmod == "" and again.unchanged_since(URL, "2026-03-01") is None
 
 
 def test_a_memo_from_before_lastmods_loads_and_vouches_for_nothing(tmp_path):
@@ -99,4 +108,4 @@ def test_a_memo_from_before_lastmods_loads_and_vouches_for_nothing(tmp_path):
         json.dumps({"fingerprint": "f1", "pages": {URL: {"body_sha256": "x", "links": [], "feeds": []}}})
     )
     memo = PageMemo(tmp_path / "memo.json", "f1", {}, trust_lastmod_s=86400)
-    assert memo.previous[URL].lastmod == "" and not memo.was_listed(URL)
+    assert memo.previous[URL].lastmod == "" and memo.unchanged_since(URL, "") is None

@@ -147,9 +147,9 @@ def remembered(tmp_path, trust_lastmod_s: float = 86400.0) -> PageMemo:
         f"{SITE}/unlisted/": PageVerdict("hu", reason=SkipReason.TOO_SHORT.value),
     }
     for url, verdict in verdicts.items():
-        last.record(url, verdict)
         if url != f"{SITE}/unlisted/":
             last.listed(url, THEN)
+        last.record(url, verdict)
     last.save()
     return PageMemo(tmp_path / "memo.json", "f", {"a:A": "A", "a:B": "B"}, trust_lastmod_s=trust_lastmod_s)
 
@@ -181,8 +181,9 @@ def test_a_page_the_sitemap_lists_with_its_last_lastmod_is_settled_without_a_req
     lastmods = {"/posts/a/": THEN, "/posts/b/": LATER, "/tags/x/": THEN}
     requests = list(crawler._sitemap(sitemap_response(lastmods)))
     # b's lastmod moved: requested; a and the tag page: settled, their links replayed (the page
-    # no sitemap lists is requested, conditionally, as ever).
-    assert sorted(r.url for r in requests) == [f"{SITE}/posts/b/", f"{SITE}/unlisted/"]
+    # no sitemap lists waits until every sitemap is read, then is requested, conditionally).
+    assert [r.url for r in requests] == [f"{SITE}/posts/b/"]
+    assert [r.url for r in crawler._held.values()] == [f"{SITE}/unlisted/"]
     counts = crawler.collected.counts
     assert (counts.listed_unchanged, counts.same, counts.web_kept) == (2, 1, 1)
     assert dict(counts.pages_skipped) == {"listing_page": 1, "discovery_file": 1}
@@ -194,22 +195,24 @@ def test_a_page_the_sitemap_lists_with_its_last_lastmod_is_settled_without_a_req
     assert again[f"{SITE}/posts/a/"].lastmod == THEN and again[f"{SITE}/tags/x/"].lastmod == THEN
 
 
-def test_a_link_to_a_listed_page_waits_for_the_sitemap_and_goes_out_if_no_sitemap_vouches(tmp_path):
+def test_links_wait_for_the_sitemap_and_go_out_when_no_sitemap_settles_them(tmp_path):
     crawler = recrawl(remembered(tmp_path))
     scheduled: list[Request] = []
     crawler.crawler = SimpleNamespace(engine=SimpleNamespace(crawl=scheduled.append))
     source = crawler.sources[0]
-    # Met as links before the sitemap is read: they wait (the seed never does).
+    # Met as links before the site's sitemap is read: they wait (a seed never does).
+    assert crawler._request(f"{SITE}/", source, "page", 0, may_wait=False) is not None
     assert crawler._request(f"{SITE}/posts/a/", source, "page", 1) is None
     assert crawler._request(f"{SITE}/posts/b/", source, "page", 1) is None
-    assert crawler._request(f"{SITE}/unlisted/", source, "page", 1) is not None  # no lastmod last time
-    assert crawler._request(f"{SITE}/", source, "page", 0) is not None
-    # The sitemap vouches for a only; b is no longer listed: it goes out when the crawl is idle.
-    assert list(crawler._sitemap(sitemap_response({"/posts/a/": THEN}))) == []
+    assert crawler._request(f"{SITE}/unlisted/", source, "page", 1) is None
+    # The sitemap vouches for a; b's lastmod moved: requested now; the unlisted page, no longer
+    # in any sitemap, goes out when the crawl first runs out of requests.
+    requests = list(crawler._sitemap(sitemap_response({"/posts/a/": THEN, "/posts/b/": LATER})))
+    assert [r.url for r in requests] == [f"{SITE}/posts/b/"]
     assert crawler.collected.counts.listed_unchanged == 1
     with pytest.raises(DontCloseSpider):
         crawler.on_idle()
-    assert [r.url for r in scheduled] == [f"{SITE}/posts/b/"]
+    assert [r.url for r in scheduled] == [f"{SITE}/unlisted/"]
     assert crawler._request(f"{SITE}/posts/c/", source, "page", 1) is not None  # sitemaps read: no more waiting
     crawler.on_idle()  # nothing held: the crawl may close
 
@@ -219,8 +222,8 @@ def test_no_page_is_settled_past_robots_txt_or_the_trust_period(tmp_path):
     crawler = recrawl(remembered(tmp_path))
     crawler._robots_from_middleware = True
     crawler._robots[SITE] = SimpleNamespace(allowed=lambda url, agent: "/posts/b/" not in url)
-    requests = sorted(r.url for r in crawler._sitemap(sitemap_response(lastmods)))
-    assert requests == [f"{SITE}/posts/b/", f"{SITE}/unlisted/"]  # robots.txt now disallows b: asked
+    requests = [r.url for r in crawler._sitemap(sitemap_response(lastmods))]
+    assert requests == [f"{SITE}/posts/b/"]  # robots.txt now disallows b: asked (and refused)
     expired = recrawl(remembered(tmp_path / "old", trust_lastmod_s=0.0))  # collect.trust_sitemap_lastmod_days: 0
-    assert len(list(expired._sitemap(sitemap_response(lastmods)))) == 3
+    assert len(list(expired._sitemap(sitemap_response(lastmods)))) == 3 and not expired._held
     assert expired.collected.counts.listed_unchanged == 0

@@ -10,10 +10,12 @@ anything else is analysed afresh.
 
 A re-crawl need not even ask the server about a page a sitemap lists with the same ``<lastmod>``
 as when the page was last judged: ``unchanged_since`` replays its verdict without a request. Each
-verdict stores the lastmod this crawl's sitemaps gave its URL (``listed``) and when the server last
-confirmed the page (a 200 or a 304, ``checked_at``); an unchanged lastmod is trusted for at most
-``trust_lastmod_s`` after that (``collect.trust_sitemap_lastmod_days``), since some sites never
-update their lastmods. Any other lastmod, earlier ones included, means "ask the server".
+verdict stores the lastmod this crawl's sitemaps gave its URL when the server answered for it (the
+spider reads the sitemaps before it requests any page they list, so a lastmod never postdates the
+body it is stored with) and when that was (a 200 or a 304, ``checked_at``); an unchanged lastmod is
+trusted for at most ``trust_lastmod_s`` after that (``collect.trust_sitemap_lastmod_days``), since
+some sites never update their lastmods. Any other lastmod, earlier ones included, means "ask the
+server".
 
 Stored as one JSON file per author under ``<state_dir>/collect/pages/``, written atomically at the
 end of a crawl (pages this crawl did not reach are dropped).
@@ -93,17 +95,13 @@ class PageMemo:
         return verdict
 
     def record(self, url: str, verdict: PageVerdict) -> None:
-        """A verdict the server just confirmed (a 200 judged now, or a 304 replayed)."""
-        self.current[url] = replace(verdict, checked_at=time.time())
+        """A verdict the server just confirmed (a 200 judged now, or a 304 replayed), with the
+        lastmod this crawl's sitemaps give the page (none: no later lastmod can vouch for it)."""
+        self.current[url] = replace(verdict, lastmod=self.lastmods.get(url, ""), checked_at=time.time())
 
     def listed(self, url: str, lastmod: str) -> None:
-        """This crawl's sitemap lists ``url`` with ``lastmod``: saved with the URL's verdict."""
+        """This crawl's sitemap lists ``url`` with ``lastmod`` (before the page is requested)."""
         self.lastmods[url] = lastmod
-
-    def was_listed(self, url: str) -> bool:
-        """Did the last crawl's sitemaps give this page a lastmod (so this crawl's may settle it)?"""
-        verdict = self.previous.get(url)
-        return self.trust_lastmod_s > 0 and verdict is not None and bool(verdict.lastmod)
 
     def unchanged_since(self, url: str, lastmod: str) -> PageVerdict | None:
         """The last verdict on a page the sitemap lists with the same lastmod as then, if it still
@@ -113,18 +111,13 @@ class PageMemo:
             return None
         if time.time() - verdict.checked_at > self.trust_lastmod_s:
             return None  # trusted long enough: ask the server again (a 304 renews the trust)
-        self.current[url] = verdict  # checked_at kept: the server was not asked
+        self.current[url] = verdict  # the same lastmod, and checked_at kept: the server was not asked
         return verdict
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Each verdict with the lastmod this crawl's sitemaps gave (none: a later sitemap entry
-        # for the page cannot vouch for it and the page is requested).
-        # (vars(), not asdict(): asdict deep-copies every link tuple, a tenth of a re-crawl's time.)
-        pages = {
-            url: vars(replace(verdict, lastmod=self.lastmods.get(url, "")))
-            for url, verdict in sorted(self.current.items())
-        }
+        # vars(), not asdict(): asdict deep-copies every link tuple, a tenth of a re-crawl's time.
+        pages = {url: vars(verdict) for url, verdict in sorted(self.current.items())}
         temporary = self.path.with_name(f".{self.path.name}.tmp")
         temporary.write_text(json.dumps({"fingerprint": self.fingerprint, "pages": pages}), encoding="utf-8")
         os.replace(temporary, self.path)

@@ -17,10 +17,11 @@ and links are replayed from the ``memo``.
 Re-crawls: a page that this crawl's sitemap lists with the ``<lastmod>`` it had when last judged is
 not requested at all: its verdict and links are replayed from the ``memo`` (counted as
 ``listed_unchanged``, then kept as "same" or skipped with its last reason), unless robots.txt now
-disallows it or the memo's trust in lastmods has expired. So that a link met before the sitemap is
-read does not beat it to the page, a link or feed entry to a page the last crawl's sitemaps listed
-waits (``_held``) until the sitemaps are read (the crawl's first idle moment); seeds never wait, as
-they trigger robots.txt and with it the sitemaps.
+disallows it or the memo's trust in lastmods has expired. A link or feed entry to a page of a site
+whose sitemaps this crawl reads waits (``_held``) until they are read (the crawl's first idle
+moment), so that it cannot beat the sitemap to a page it would settle, and every page is judged
+with the lastmod its sitemap gave before the page was requested; seeds never wait, as they bring
+robots.txt and with it the sitemaps.
 
 Ledger: every URL requested is counted once as fetched, unchanged (304) or failed, and ends as
 exactly one of kept, quarantined or skipped (``results``); feeds, sitemaps and robots.txt are
@@ -202,10 +203,12 @@ class TwinSpider(scrapy.Spider):
         self._scheduled: set[str] = set()  # canonical URLs requested
         self._requested: set[str] = set()  # the same, as written in links (a fast first check)
         self._skipped: set[tuple[str, str]] = set()
-        # Page requests that wait for this crawl's sitemaps (canonical URL → request), and whether
-        # any sitemap may still come (until the crawl first runs out of requests).
+        # Page requests that wait for this crawl's sitemaps (canonical URL → request), and the sites
+        # whose sitemaps may still come (until the crawl first runs out of requests). Only when a
+        # sitemap's lastmod may settle a page (memo trust > 0).
         self._held: dict[str, Request] = {}
-        self._sitemaps_pending = any(source.type in READS_SITEMAPS for source in sources)
+        trusts = memo is not None and memo.trust_lastmod_s > 0
+        self._sitemap_sites = {source.origin for source in sources if trusts and source.type in READS_SITEMAPS}
         self._robots: dict[str, Any] = {}  # site → the robots.txt parser Scrapy built (when obeyed)
         self._robots_agent = ""
 
@@ -299,8 +302,8 @@ class TwinSpider(scrapy.Spider):
                     yield robots
 
     def _waits_for_sitemap(self, url: str) -> bool:
-        """Should this page request wait until the sitemaps are read (which may settle it)?"""
-        return self._sitemaps_pending and self.memo is not None and self.memo.was_listed(url)
+        """Should this page request wait until its site's sitemaps are read (which may settle it)?"""
+        return origin(url) in self._sitemap_sites
 
     def _robots_allow(self, url: str) -> bool:
         """Does robots.txt (as read this crawl) allow ``url``? A page settled without a request must
@@ -532,7 +535,7 @@ class TwinSpider(scrapy.Spider):
 
     def on_idle(self) -> None:
         """Out of requests, so every sitemap has been read: requests still waiting for one go now."""
-        self._sitemaps_pending = False
+        self._sitemap_sites = set()
         held, self._held = list(self._held.values()), {}
         for request in held:
             self.crawler.engine.crawl(request)
