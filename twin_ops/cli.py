@@ -321,9 +321,10 @@ def crawl_command(
         task = progress.add_task(f"crawling {author}")
 
         def show(counts) -> None:
+            unchanged = counts.unchanged + counts.listed_unchanged  # 304s and pages settled by sitemap
             progress.update(
                 task,
-                description=f"crawling {author}: {counts.fetched} pages fetched · {counts.unchanged} unchanged · "
+                description=f"crawling {author}: {counts.fetched} pages fetched · {unchanged} unchanged · "
                 f"{counts.files} files read · {counts.documents} documents kept · {counts.quarantined} quarantined",
             )
 

@@ -104,6 +104,7 @@ class CollectParams(_Section):
     retry_backoff_max_s: float = Field(ge=0)
     max_redirects: int = Field(ge=1)
     http_cache: bool
+    trust_sitemap_lastmod_days: float = Field(ge=0)
     log_level: str = Field(pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
     min_content_chars: int = Field(ge=1)
     extract_workers: int = Field(ge=0)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import time
+from dataclasses import replace
+
 from twin_ops.collect.memo import PageMemo, PageVerdict, body_hash
 from twin_ops.collect.results import Collected
 from twin_ops.domain import SkipReason
@@ -15,10 +19,15 @@ def saved(tmp_path, verdict: PageVerdict, fingerprint: str = "f1") -> None:
     memo.save()
 
 
+def unstamped(verdict: PageVerdict | None) -> PageVerdict | None:
+    """A verdict without the time the server last answered for it (set when recorded)."""
+    return None if verdict is None else replace(verdict, checked_at=0.0)
+
+
 def test_a_kept_page_is_replayed_only_while_its_document_is_stored_unchanged(tmp_path):
     verdict = PageVerdict(body_hash(b"<html>a</html>"), document_id="a:1", content_hash="h1", links=("http://s.test/",))
     saved(tmp_path, verdict)
-    assert PageMemo(tmp_path / "memo.json", "f1", {"a:1": "h1"}).replay(URL, body_hash(b"<html>a</html>")) == verdict
+    assert unstamped(PageMemo(tmp_path / "memo.json", "f1", {"a:1": "h1"}).replay(URL, verdict.body_sha256)) == verdict
     assert PageMemo(tmp_path / "memo.json", "f1", {"a:1": "h1"}).replay(URL, body_hash(b"<html>b</html>")) is None
     assert PageMemo(tmp_path / "memo.json", "f1", {"a:1": "other"}).replay(URL, verdict.body_sha256) is None
     assert PageMemo(tmp_path / "memo.json", "f1", {}).replay(URL, verdict.body_sha256) is None
@@ -31,7 +40,7 @@ def test_a_skipped_page_replays_its_reason_and_only_pages_seen_this_crawl_are_ke
     memo = PageMemo(tmp_path / "memo.json", "f1", {})
     assert memo.replay(URL, verdict.body_sha256).skip_reason == SkipReason.LISTING_PAGE
     memo.save()
-    assert PageMemo(tmp_path / "memo.json", "f1", {}).previous == {URL: verdict}
+    assert unstamped(PageMemo(tmp_path / "memo.json", "f1", {}).previous[URL]) == verdict
     PageMemo(tmp_path / "memo.json", "f1", {}).save()  # a crawl that reached nothing
     assert PageMemo(tmp_path / "memo.json", "f1", {}).previous == {}
 
@@ -62,3 +71,41 @@ def test_the_http_cache_file_is_a_dbm_style_mapping_that_survives_reopening(tmp_
     assert again[b"k_data"] == b"\x80body"
     del again["k_data"]
     assert sorted(again) == [b"k_time"]
+
+
+def test_a_sitemap_lastmod_settles_a_page_only_when_unchanged_recent_and_still_stored(tmp_path, monkeypatch):
+    memo = PageMemo(tmp_path / "memo.json", "f1", {})
+    memo.listed(URL, "2026-03-01")  # the sitemap is read before the page is requested
+    memo.record(URL, PageVerdict(body_hash(b"a"), document_id="a:1", content_hash="h1"))
+    memo.save()
+    day = 86400.0
+    fresh = PageMemo(tmp_path / "memo.json", "f1", {"a:1": "h1"}, trust_lastmod_s=7 * day)
+    assert fresh.previous[URL].lastmod == "2026-03-01"
+    assert fresh.unchanged_since(URL, "2026-03-02") is None  # moved on
+    assert fresh.unchanged_since(URL, "2026-02-01") is None  # moved back: a change too
+    assert fresh.unchanged_since(URL, "") is None
+    assert fresh.unchanged_since(URL, "2026-03-01").document_id == "a:1"
+    gone = PageMemo(tmp_path / "memo.json", "f1", {}, trust_lastmod_s=7 * day)  # the store lost the document
+    assert gone.unchanged_since(URL, "2026-03-01") is None
+    off = PageMemo(tmp_path / "memo.json", "f1", {"a:1": "h1"}, trust_lastmod_s=0)  # trust_sitemap_lastmod_days: 0
+    assert off.unchanged_since(URL, "2026-03-01") is None
+    later = time.time() + 8 * day  # the server last answered for the page over a week ago
+    monkeypatch.setattr("twin_ops.collect.memo.time.time", lambda: later)
+    assert PageMemo(tmp_path / "memo.json", "f1", {"a:1": "h1"}, 7 * day).unchanged_since(URL, "2026-03-01") is None
+
+
+def test_a_page_no_sitemap_listed_before_it_was_answered_has_no_lastmod_to_vouch_for_it(tmp_path):
+    memo = PageMemo(tmp_path / "memo.json", "f1", {}, trust_lastmod_s=86400)
+    memo.record(URL, PageVerdict(body_hash(b"a"), reason=SkipReason.TOO_SHORT.value))
+    memo.listed(URL, "2026-03-01")  # too late: the body judged may be older than this lastmod
+    memo.save()
+    again = PageMemo(tmp_path / "memo.json", "f1", {}, trust_lastmod_s=86400)
+    assert again.previous[URL].lastmod == "" and again.unchanged_since(URL, "2026-03-01") is None
+
+
+def test_a_memo_from_before_lastmods_loads_and_vouches_for_nothing(tmp_path):
+    (tmp_path / "memo.json").write_text(
+        json.dumps({"fingerprint": "f1", "pages": {URL: {"body_sha256": "x", "links": [], "feeds": []}}})
+    )
+    memo = PageMemo(tmp_path / "memo.json", "f1", {}, trust_lastmod_s=86400)
+    assert memo.previous[URL].lastmod == "" and memo.unchanged_since(URL, "") is None

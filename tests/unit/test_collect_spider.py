@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 import pytest
 from scrapy import Request
-from scrapy.exceptions import DownloadCancelledError, DownloadTimeoutError, IgnoreRequest
-from scrapy.http import Response
+from scrapy.exceptions import DontCloseSpider, DownloadCancelledError, DownloadTimeoutError, IgnoreRequest
+from scrapy.http import Response, XmlResponse
 from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.python.failure import Failure
 
 from twin_ops.collect import web
 from twin_ops.collect.articles import ArticleRules, analyse_page
+from twin_ops.collect.memo import PageMemo, PageVerdict
 from twin_ops.collect.politeness import OutOfScope, RedirectLoop
 from twin_ops.collect.results import Collected
 from twin_ops.collect.spider import TwinSpider, WebSource, classify
-from twin_ops.domain import Platform, QuarantineReason, SourceType
+from twin_ops.domain import Platform, QuarantineReason, SkipReason, SourceType
 
 
 def test_a_source_covers_its_origin_port_included_under_its_path():
@@ -127,3 +129,101 @@ def test_extract_workers_zero_means_one_per_spare_core(monkeypatch):
     assert (web.extract_workers(0), web.extract_workers(3)) == (7, 3)
     monkeypatch.setattr(web.os, "cpu_count", lambda: 1)
     assert web.extract_workers(0) == 1
+
+
+# --- re-crawls: pages settled by their sitemap <lastmod> ------------------------------------------
+
+SITE = "http://s.test"
+THEN, LATER = "2026-01-01T10:00:00+00:00", "2026-02-01T10:00:00+00:00"
+
+
+def remembered(tmp_path, trust_lastmod_s: float = 86400.0) -> PageMemo:
+    """The memo of a crawl that judged three sitemap pages (lastmod THEN) and one linked page."""
+    last = PageMemo(tmp_path / "memo.json", "f", {})
+    verdicts = {
+        f"{SITE}/posts/a/": PageVerdict("ha", document_id="a:A", content_hash="A", links=(f"{SITE}/unlisted/",)),
+        f"{SITE}/posts/b/": PageVerdict("hb", document_id="a:B", content_hash="B"),
+        f"{SITE}/tags/x/": PageVerdict("ht", reason=SkipReason.LISTING_PAGE.value, links=(f"{SITE}/posts/a/",)),
+        f"{SITE}/unlisted/": PageVerdict("hu", reason=SkipReason.TOO_SHORT.value),
+    }
+    for url, verdict in verdicts.items():
+        if url != f"{SITE}/unlisted/":
+            last.listed(url, THEN)
+        last.record(url, verdict)
+    last.save()
+    return PageMemo(tmp_path / "memo.json", "f", {"a:A": "A", "a:B": "B"}, trust_lastmod_s=trust_lastmod_s)
+
+
+def sitemap_response(lastmods: dict[str, str]) -> XmlResponse:
+    entries = "".join(f"<url><loc>{SITE}{path}</loc><lastmod>{day}</lastmod></url>" for path, day in lastmods.items())
+    body = f'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{entries}</urlset>'.encode()
+    request = Request(f"{SITE}/sitemap.xml", meta={"twin_source": 0, "twin_role": "sitemap"})
+    return XmlResponse(request.url, body=body, request=request)
+
+
+def recrawl(memo: PageMemo) -> TwinSpider:
+    return TwinSpider(
+        author_id="a",
+        sources=[WebSource(0, SourceType.ARTICLE, f"{SITE}/")],
+        max_depth=3,
+        max_pages=100,
+        max_page_bytes=1000,
+        min_content_chars=10,
+        collected=Collected("a"),
+        extract=None,
+        memo=memo,
+    )
+
+
+def test_a_page_the_sitemap_lists_with_its_last_lastmod_is_settled_without_a_request(tmp_path):
+    memo = remembered(tmp_path)
+    crawler = recrawl(memo)
+    lastmods = {"/posts/a/": THEN, "/posts/b/": LATER, "/tags/x/": THEN}
+    requests = list(crawler._sitemap(sitemap_response(lastmods)))
+    # b's lastmod moved: requested; a and the tag page: settled, their links replayed (the page
+    # no sitemap lists waits until every sitemap is read, then is requested, conditionally).
+    assert [r.url for r in requests] == [f"{SITE}/posts/b/"]
+    assert [r.url for r in crawler._held.values()] == [f"{SITE}/unlisted/"]
+    counts = crawler.collected.counts
+    assert (counts.listed_unchanged, counts.same, counts.web_kept) == (2, 1, 1)
+    assert dict(counts.pages_skipped) == {"listing_page": 1, "discovery_file": 1}
+    # The ledger: 1 answer (the sitemap) + 2 settled = 1 kept + 2 skipped.
+    crawler.collected.fetched(unchanged=True)
+    assert counts.web_balanced
+    memo.save()
+    again = PageMemo(tmp_path / "memo.json", "f", {}).previous
+    assert again[f"{SITE}/posts/a/"].lastmod == THEN and again[f"{SITE}/tags/x/"].lastmod == THEN
+
+
+def test_links_wait_for_the_sitemap_and_go_out_when_no_sitemap_settles_them(tmp_path):
+    crawler = recrawl(remembered(tmp_path))
+    scheduled: list[Request] = []
+    crawler.crawler = SimpleNamespace(engine=SimpleNamespace(crawl=scheduled.append))
+    source = crawler.sources[0]
+    # Met as links before the site's sitemap is read: they wait (a seed never does).
+    assert crawler._request(f"{SITE}/", source, "page", 0, may_wait=False) is not None
+    assert crawler._request(f"{SITE}/posts/a/", source, "page", 1) is None
+    assert crawler._request(f"{SITE}/posts/b/", source, "page", 1) is None
+    assert crawler._request(f"{SITE}/unlisted/", source, "page", 1) is None
+    # The sitemap vouches for a; b's lastmod moved: requested now; the unlisted page, no longer
+    # in any sitemap, goes out when the crawl first runs out of requests.
+    requests = list(crawler._sitemap(sitemap_response({"/posts/a/": THEN, "/posts/b/": LATER})))
+    assert [r.url for r in requests] == [f"{SITE}/posts/b/"]
+    assert crawler.collected.counts.listed_unchanged == 1
+    with pytest.raises(DontCloseSpider):
+        crawler.on_idle()
+    assert [r.url for r in scheduled] == [f"{SITE}/unlisted/"]
+    assert crawler._request(f"{SITE}/posts/c/", source, "page", 1) is not None  # sitemaps read: no more waiting
+    crawler.on_idle()  # nothing held: the crawl may close
+
+
+def test_no_page_is_settled_past_robots_txt_or_the_trust_period(tmp_path):
+    lastmods = {"/posts/a/": THEN, "/posts/b/": THEN, "/tags/x/": THEN}
+    crawler = recrawl(remembered(tmp_path))
+    crawler._robots_from_middleware = True
+    crawler._robots[SITE] = SimpleNamespace(allowed=lambda url, agent: "/posts/b/" not in url)
+    requests = [r.url for r in crawler._sitemap(sitemap_response(lastmods))]
+    assert requests == [f"{SITE}/posts/b/"]  # robots.txt now disallows b: asked (and refused)
+    expired = recrawl(remembered(tmp_path / "old", trust_lastmod_s=0.0))  # collect.trust_sitemap_lastmod_days: 0
+    assert len(list(expired._sitemap(sitemap_response(lastmods)))) == 3 and not expired._held
+    assert expired.collected.counts.listed_unchanged == 0

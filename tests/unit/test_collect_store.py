@@ -55,9 +55,20 @@ def test_first_crawl_stores_everything_by_platform_sorted_by_id(tmp_path):
 def test_unchanged_content_is_not_re_emitted_and_the_files_keep_their_bytes(tmp_path):
     store.merge(tmp_path, [doc("http://s/a", "A"), doc("http://s/b", "B")])
     before = (tmp_path / "blog.jsonl").read_bytes()
+    written = (tmp_path / "blog.jsonl").stat().st_mtime_ns
     result = store.merge(tmp_path, [doc("http://s/a", "A", day=2), doc("http://s/b", "B", day=2)])
     assert (result.new, result.revised, result.unchanged) == ([], [], 2)
     assert (tmp_path / "blog.jsonl").read_bytes() == before  # fetched_at of the stored record kept
+    assert (tmp_path / "blog.jsonl").stat().st_mtime_ns == written  # not even rewritten
+
+
+def test_only_the_platform_files_with_a_new_or_revised_document_are_rewritten(tmp_path):
+    store.merge(tmp_path, [doc("http://s/a", "A"), doc("http://m/c", "C", Platform.MEDIUM)])
+    medium = (tmp_path / "medium.jsonl").stat().st_mtime_ns
+    result = store.merge(tmp_path, [doc("http://s/a", "A, edited"), doc("http://m/c", "C")])
+    assert result.revised == [f"{AUTHOR}:http://s/a"] and result.total == 2
+    assert (tmp_path / "medium.jsonl").stat().st_mtime_ns == medium
+    assert [d.revision for d in read_jsonl(tmp_path / "blog.jsonl", RawDocument)] == [2]
 
 
 def test_changed_content_becomes_the_next_revision_of_the_same_id(tmp_path):

@@ -4,10 +4,14 @@ Every collector (the spider, git, exports) reports here, so the CLI's progress d
 final summary see one set of numbers whatever the source type.
 
 The web crawl keeps a ledger: every URL it requests is answered (``fetched``, or ``unchanged`` =
-304) or fails (``failed``: an HTTP error, a timeout, robots.txt, ...), and ends as exactly one of
-kept (a document, or a known document confirmed unchanged), quarantined (with the reason) or
-skipped (fetched, but not one piece of writing: a listing page, a feed, ... with the reason), so
-``fetched + unchanged + failed == kept + quarantined + skipped`` (``Counts.web_balanced``).
+304) or fails (``failed``: an HTTP error, a timeout, robots.txt, ...), and every page a sitemap
+lists with the lastmod it had when last judged is settled without a request (``listed_unchanged``:
+the sitemap, not the server, said "not modified"; see ``memo``). Each ends as exactly one of kept
+(a document, or a known document confirmed unchanged: "same"), quarantined (with the reason) or
+skipped (fetched, but not one piece of writing: a listing page, a feed, ... with the reason; a
+settled page keeps its last reason), so
+``fetched + unchanged + listed_unchanged + failed == kept + quarantined + skipped``
+(``Counts.web_balanced``).
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ class Counts:
     quarantined: int = 0
     skipped: Counter[str] = field(default_factory=Counter)  # links/files not followed, by reason
     pages_skipped: Counter[str] = field(default_factory=Counter)  # fetched, not a document, by SkipReason
-    same: int = 0  # pages answered 304 whose stored document is known unchanged (not re-extracted)
+    same: int = 0  # pages answered 304 or settled by lastmod whose stored document is known unchanged
+    listed_unchanged: int = 0  # pages not requested: a sitemap gives the lastmod they had when last judged
     # The web ledger (see the module docstring).
     failed: int = 0
     web_kept: int = 0
@@ -40,7 +45,7 @@ class Counts:
 
     @property
     def web_balanced(self) -> bool:
-        return self.fetched + self.unchanged + self.failed == self.web_outcomes
+        return self.fetched + self.unchanged + self.listed_unchanged + self.failed == self.web_outcomes
 
 
 @dataclass
@@ -63,6 +68,11 @@ class Collected:
             self.counts.fetched += 1
         self._changed()
 
+    def listed_unchanged(self) -> None:
+        """A page settled by its sitemap lastmod, without a request (its outcome follows)."""
+        self.counts.listed_unchanged += 1
+        self._changed()
+
     def file_read(self) -> None:
         self.counts.files += 1
         self._changed()
@@ -78,7 +88,7 @@ class Collected:
         self._changed()
 
     def same_document(self) -> None:
-        """A page answered 304 whose document is stored unchanged: kept, without extracting it again."""
+        """A page answered 304 (or settled by lastmod) whose document is stored unchanged: kept, not re-extracted."""
         self.counts.same += 1
         self.counts.web_kept += 1
         self._changed()

@@ -39,13 +39,15 @@ class CrawlReport:
     seconds: float = 0.0
 
     def summary(self) -> str:
-        """One line. For the web crawl, fetched + unchanged + failed = kept + quarantined + skipped."""
+        """One line. For the web crawl, fetched + unchanged (304) + unchanged per sitemap + failed
+        = kept + quarantined + skipped."""
         c = self.counts
         kept = len(self.new) + len(self.revised) + self.unchanged + self.duplicates
         skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(c.pages_skipped.items()))
         passed = ", ".join(f"{n} {reason}" for reason, n in sorted(c.skipped.items()))
         return (
-            f"crawl {self.author_id}: {c.fetched} pages fetched, {c.unchanged} unchanged (304), {c.failed} failed, "
+            f"crawl {self.author_id}: {c.fetched} pages fetched, {c.unchanged} unchanged (304), "
+            f"{c.listed_unchanged} unchanged per sitemap (not requested), {c.failed} failed, "
             f"{c.files} files read; {kept} kept ({len(self.new)} new, {len(self.revised)} revised, "
             f"{self.unchanged} same, {self.duplicates} duplicates), {c.quarantined} quarantined, "
             f"{sum(c.pages_skipped.values())} skipped ({skipped or 'none'}; see {self.skipped_file.name}), "
@@ -60,11 +62,12 @@ def crawl_author(
     started = time.monotonic()
     collected = Collected(author.id, on_progress)
     folder = store.store_dir(paths, author.id)
+    documents = store.load_documents(folder)  # read once: the crawl's memo and the merge both need it
     web = [source for source in author.sources if source.type in WEB_TYPES]
     if web:
         from twin_ops.collect.web import crawl_web  # Scrapy and Twisted load only when needed
 
-        stored = {document.id: document.content_hash for document in store.load_documents(folder).values()}
+        stored = {document.id: document.content_hash for document in documents.values()}
         crawl_web(author.id, web, params, paths, collected, stored)
     clones = paths.state / "collect" / "repos" / author.id
     for source in author.sources:
@@ -79,7 +82,7 @@ def crawl_author(
                 collect_export(
                     source, author.id, params.collect.files, params.collect.min_content_chars, workdir, collected
                 )
-    merged = store.merge(folder, collected.documents)
+    merged = store.merge(folder, collected.documents, documents)
     report = CrawlReport(
         author_id=author.id,
         store=folder,
@@ -88,7 +91,8 @@ def crawl_author(
         counts=collected.counts,
         new=merged.new,
         revised=merged.revised,
-        # Pages answered 304 whose stored document is unchanged were not extracted again.
+        # Pages answered 304 or settled by their sitemap lastmod whose stored document is unchanged
+        # were not extracted again.
         unchanged=merged.unchanged + collected.counts.same,
         duplicates=merged.duplicates,
         total=merged.total,

@@ -14,6 +14,15 @@ feed lists it, or its main text looks like one (the rule is in ``articles``); li
 only read for links. A page the server answers 304 for is not analysed again: its last verdict
 and links are replayed from the ``memo``.
 
+Re-crawls: a page that this crawl's sitemap lists with the ``<lastmod>`` it had when last judged is
+not requested at all: its verdict and links are replayed from the ``memo`` (counted as
+``listed_unchanged``, then kept as "same" or skipped with its last reason), unless robots.txt now
+disallows it or the memo's trust in lastmods has expired. A link or feed entry to a page of a site
+whose sitemaps this crawl reads waits (``_held``) until they are read (the crawl's first idle
+moment), so that it cannot beat the sitemap to a page it would settle, and every page is judged
+with the lastmod its sitemap gave before the page was requested; seeds never wait, as they bring
+robots.txt and with it the sitemaps.
+
 Ledger: every URL requested is counted once as fetched, unchanged (304) or failed, and ends as
 exactly one of kept, quarantined or skipped (``results``); feeds, sitemaps and robots.txt are
 skipped as discovery files. robots.txt is fetched once per site: when robots.txt is obeyed, the
@@ -44,6 +53,7 @@ import scrapy
 from scrapy import Request, signals
 from scrapy.exceptions import (
     CannotResolveHostError,
+    DontCloseSpider,
     DownloadCancelledError,
     DownloadConnectionRefusedError,
     DownloadTimeoutError,
@@ -90,6 +100,7 @@ PLATFORM_OF = {
 }
 FOLLOWS_LINKS = frozenset({SourceType.ARTICLE, SourceType.MEDIUM, SourceType.SUBSTACK})
 READS_ROBOTS_SITEMAPS = frozenset({SourceType.ARTICLE})
+READS_SITEMAPS = READS_ROBOTS_SITEMAPS | {SourceType.SITEMAP}
 # A NUL byte in the first block means a binary body, whatever the Content-Type claims.
 BINARY_SNIFF_BYTES = 8192
 GZIP_MAGIC = b"\x1f\x8b"
@@ -192,14 +203,24 @@ class TwinSpider(scrapy.Spider):
         self._scheduled: set[str] = set()  # canonical URLs requested
         self._requested: set[str] = set()  # the same, as written in links (a fast first check)
         self._skipped: set[tuple[str, str]] = set()
+        # Page requests that wait for this crawl's sitemaps (canonical URL → request), and the sites
+        # whose sitemaps may still come (until the crawl first runs out of requests). Only when a
+        # sitemap's lastmod may settle a page (memo trust > 0).
+        self._held: dict[str, Request] = {}
+        trusts = memo is not None and memo.trust_lastmod_s > 0
+        self._sitemap_sites = {source.origin for source in sources if trusts and source.type in READS_SITEMAPS}
+        self._robots: dict[str, Any] = {}  # site → the robots.txt parser Scrapy built (when obeyed)
+        self._robots_agent = ""
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> TwinSpider:
         spider = super().from_crawler(crawler, *args, **kwargs)
         if crawler.settings.getbool("ROBOTSTXT_OBEY"):
             spider._robots_from_middleware = True
+            spider._robots_agent = crawler.settings.get("ROBOTSTXT_USER_AGENT") or crawler.settings.get("USER_AGENT")
             crawler.signals.connect(spider.on_robots_parsed, signal=signals.robots_parsed)
             crawler.signals.connect(spider.on_response, signal=signals.response_received)
+        crawler.signals.connect(spider.on_idle, signal=signals.spider_idle)
         return spider
 
     # --- scope and scheduling -------------------------------------------------------------------
@@ -219,9 +240,17 @@ class TwinSpider(scrapy.Spider):
             self._skipped.add((key, reason))
             self.collected.skipped(reason)
 
-    def _request(self, url: str, source: WebSource, role: str, hops: int, *, feed_item: bool = False) -> Request | None:
+    def _request(
+        self, url: str, source: WebSource, role: str, hops: int, *, feed_item: bool = False, may_wait: bool = True
+    ) -> Request | None:
+        """A request for ``url``, or None when it is not to be made now (seen, out of scope, past a
+        limit, or a page that waits for this crawl's sitemaps: ``may_wait``, see ``_held``)."""
+        # Most links on a page were met on other pages already (a re-crawl replays ~20 per page
+        # from the memo, already absolute and fragment-free): the cheapest check first.
+        if url in self._requested:
+            return None
         url = urldefrag(url.strip())[0]
-        if url in self._requested:  # most links on a page were met on other pages already
+        if url in self._requested:
             return None
         if urlsplit(url).scheme not in {"http", "https"}:
             return None  # mailto:, javascript:, ...
@@ -247,7 +276,7 @@ class TwinSpider(scrapy.Spider):
             "sitemap": self.parse_sitemap,
             "robots": self.parse_robots,
         }
-        return Request(
+        request = Request(
             url,
             callback=callbacks[role],
             errback=self.on_error,
@@ -255,17 +284,34 @@ class TwinSpider(scrapy.Spider):
             priority=-hops,
             meta={"twin_source": source.index, "twin_role": role, "twin_hops": hops, "twin_feed_item": feed_item},
         )
+        if role == "page" and may_wait and self._waits_for_sitemap(url):
+            self._held[key] = request
+            return None
+        return request
 
     async def start(self) -> AsyncIterator[Request]:
         roles = {SourceType.FEED: "feed", SourceType.SITEMAP: "sitemap"}
         for source in self.sources:
-            request = self._request(source.url, source, roles.get(source.type, "page"), 0)
+            # A seed never waits: its request brings robots.txt, and with it the sitemaps.
+            request = self._request(source.url, source, roles.get(source.type, "page"), 0, may_wait=False)
             if request is not None:
                 yield request
             if source.type in READS_ROBOTS_SITEMAPS and not self._robots_from_middleware:
                 robots = self._request(f"{source.origin}/robots.txt", source, "robots", 0)
                 if robots is not None:
                     yield robots
+
+    def _waits_for_sitemap(self, url: str) -> bool:
+        """Should this page request wait until its site's sitemaps are read (which may settle it)?"""
+        return origin(url) in self._sitemap_sites
+
+    def _robots_allow(self, url: str) -> bool:
+        """Does robots.txt (as read this crawl) allow ``url``? A page settled without a request must
+        not slip past a Disallow added since the last crawl."""
+        if not self._robots_from_middleware:
+            return True  # not obeyed
+        parser = self._robots.get(origin(url))
+        return parser is not None and parser.allowed(url, self._robots_agent)
 
     def _source(self, response: Response) -> WebSource:
         return self.sources[response.meta["twin_source"]]
@@ -315,12 +361,7 @@ class TwinSpider(scrapy.Spider):
         if "cached" in response.flags and self.memo is not None:
             verdict = self.memo.replay(response.url, digest)
             if verdict is not None:  # a 304 for a page judged before: no parsing, no extraction
-                if verdict.document_id:
-                    self.collected.same_document()
-                else:
-                    self._skip_page(
-                        response.url, source, verdict.skip_reason or SkipReason.NOT_AN_ARTICLE, verdict.detail
-                    )
+                self._replay(response.url, source, verdict)
                 return list(self._follow(source, hops, verdict.links, verdict.feeds))
         feed_item = bool(response.meta.get("twin_feed_item"))
         result = await self.extract(response.text, response.url, PLATFORM_OF[source.type], feed_item)
@@ -346,6 +387,13 @@ class TwinSpider(scrapy.Spider):
         if self.memo is not None and verdict is not None:
             self.memo.record(response.url, verdict)
         return list(self._follow(source, hops, result.links, result.feeds))
+
+    def _replay(self, url: str, source: WebSource, verdict: PageVerdict) -> None:
+        """The outcome of a page judged by an earlier crawl and unchanged since: the same again."""
+        if verdict.document_id:
+            self.collected.same_document()
+        else:
+            self._skip_page(url, source, verdict.skip_reason or SkipReason.NOT_AN_ARTICLE, verdict.detail)
 
     def _keep(self, article: Article, response: Response, source: WebSource) -> RawDocument | None:
         if len(article.body.strip()) < self.min_content_chars:
@@ -415,12 +463,38 @@ class TwinSpider(scrapy.Spider):
             self._quarantine(response, QuarantineReason.INVALID_SITEMAP, f"unexpected root element {kind!r}")
             return
         self._skip_page(response.url, source, SkipReason.DISCOVERY_FILE, f"{kind}: {len(entries)} entries")
-        role = "sitemap" if kind == "sitemapindex" else "page"
         for entry in entries:
-            if entry.get("loc"):
-                request = self._request(response.urljoin(entry["loc"]), source, role, 0)
+            if not entry.get("loc"):
+                continue
+            url = response.urljoin(entry["loc"])
+            if kind == "urlset":
+                yield from self._listed(url, entry.get("lastmod", ""), source)
+            else:
+                request = self._request(url, source, "sitemap", 0)
                 if request is not None:
                     yield request
+
+    def _listed(self, url: str, lastmod: str, source: WebSource) -> Iterator[Request]:
+        """A page this crawl's sitemap lists: settled without a request when it has the lastmod it
+        had when last judged (and robots.txt still allows it), otherwise requested."""
+        url = urldefrag(url.strip())[0]
+        lastmod = lastmod.strip()
+        if self.memo is not None and lastmod:
+            self.memo.listed(url, lastmod)
+        # A link may have got here first and be waiting for this sitemap (``_held``).
+        held = self._held.pop(canonicalize_url(url), None) if self._held else None
+        request = held or self._request(url, source, "page", 0, may_wait=False)
+        if request is None:
+            return  # requested already, or past a limit (counted)
+        verdict = None
+        if self.memo is not None and lastmod and self._robots_allow(url):
+            verdict = self.memo.unchanged_since(url, lastmod)
+        if verdict is None:
+            yield request
+            return
+        self.collected.listed_unchanged()
+        self._replay(url, source, verdict)
+        yield from self._follow(source, 0, verdict.links, verdict.feeds)
 
     def parse_robots(self, response: Response) -> Iterator[Request]:
         """robots.txt fetched by the spider itself: only when Scrapy does not obey (and so read) it."""
@@ -440,6 +514,7 @@ class TwinSpider(scrapy.Spider):
     def on_robots_parsed(self, robotparser: Any, request: Request) -> None:
         """Scrapy fetched and parsed a site's robots.txt: queue its Sitemap lines for the sources there."""
         site = origin(request.url)
+        self._robots[site] = robotparser
         sitemaps = list(getattr(getattr(robotparser, "rp", None), "sitemaps", []) or [])
         readers = [source for source in self.sources if source.type in READS_ROBOTS_SITEMAPS and source.origin == site]
         if not readers:
@@ -457,6 +532,15 @@ class TwinSpider(scrapy.Spider):
             request = self._request(url, source, "sitemap", 0)
             if request is not None:
                 yield request
+
+    def on_idle(self) -> None:
+        """Out of requests, so every sitemap has been read: requests still waiting for one go now."""
+        self._sitemap_sites = set()
+        held, self._held = list(self._held.values()), {}
+        for request in held:
+            self.crawler.engine.crawl(request)
+        if held:
+            raise DontCloseSpider
 
     def on_error(self, failure: Failure) -> None:
         request = failure.request  # type: ignore[attr-defined]

@@ -12,7 +12,9 @@ sorted by id, so the same crawl writes the same bytes:
 * a changed one replaces it as ``revision + 1`` under the same id (the id is author + canonical
   URL); DVC keeps the earlier versions of the file;
 * a document the crawl did not reach this time is kept: an outage must not delete writing;
-* a new document whose content is already stored under another URL is a duplicate, not stored.
+* a new document whose content is already stored under another URL is a duplicate, not stored;
+* a platform file none of whose documents changed is not rewritten (same bytes, and a re-crawl of
+  an unchanged site writes no document file at all).
 
 ``quarantine.jsonl`` holds what the latest crawl set aside, with reasons, and ``skipped.jsonl`` the
 pages it fetched and left out on purpose (listing pages, feeds, ...), with reasons; both are
@@ -54,11 +56,15 @@ class MergeResult:
     total: int = 0  # documents in the store after the merge
 
 
-def merge(folder: Path, collected: list[RawDocument]) -> MergeResult:
-    """Fold one crawl's documents into the store and rewrite its platform files."""
-    stored = load_documents(folder)
+def merge(folder: Path, collected: list[RawDocument], stored: dict[str, RawDocument] | None = None) -> MergeResult:
+    """Fold one crawl's documents into the store and rewrite the platform files that changed.
+
+    ``stored``: the store's documents if the caller has loaded them already (not modified).
+    """
+    stored = load_documents(folder) if stored is None else dict(stored)
     owner_of_hash = {document.content_hash: document.id for document in stored.values()}
     result = MergeResult()
+    changed: set[str] = set()  # platforms whose file must be rewritten
     seen_now: set[str] = set()
     for document in collected:
         if document.id in seen_now:
@@ -78,10 +84,13 @@ def merge(folder: Path, collected: list[RawDocument]) -> MergeResult:
         else:
             stored[document.id] = document.model_copy(update={"revision": previous.revision + 1})
             result.revised.append(document.id)
+            changed.add(previous.platform.value)  # it may have moved to another platform's file
+        changed.add(document.platform.value)
         owner_of_hash[document.content_hash] = document.id
-    by_platform: dict[str, list[RawDocument]] = {}
+    by_platform: dict[str, list[RawDocument]] = {platform: [] for platform in changed}
     for document in sorted(stored.values(), key=lambda d: d.id):
-        by_platform.setdefault(document.platform.value, []).append(document)
+        if document.platform.value in changed:
+            by_platform[document.platform.value].append(document)
     for platform, documents in by_platform.items():
         write_jsonl(folder / f"{platform}.jsonl", documents)
     result.total = len(stored)

@@ -168,7 +168,12 @@ def crawl_web(
 
     c = params.collect
     rules = ArticleRules(**c.articles.model_dump())
-    memo = PageMemo(memo_file(paths.state, author_id), fingerprint(params, rules), stored or {})
+    memo = PageMemo(
+        memo_file(paths.state, author_id),
+        fingerprint(params, rules),
+        stored or {},
+        trust_lastmod_s=c.trust_sitemap_lastmod_days * 86400,
+    )
     process = CrawlerProcess(scrapy_settings(params, http_cache_dir(paths, author_id)))
     with extractor(extract_workers(c.extract_workers), rules) as extract:
         crawler = process.create_crawler(TwinSpider)
@@ -190,9 +195,11 @@ def crawl_web(
     if not collected.counts.web_balanced:
         counts = collected.counts
         logger.warning(
-            "crawl ledger does not balance: %d fetched + %d unchanged + %d failed != %d outcomes",
+            "crawl ledger does not balance: %d fetched + %d unchanged + %d unchanged per sitemap + %d failed"
+            " != %d outcomes",
             counts.fetched,
             counts.unchanged,
+            counts.listed_unchanged,
             counts.failed,
             counts.web_outcomes,
         )

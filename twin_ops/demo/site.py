@@ -12,7 +12,9 @@ protocol at ``/git/bilge-pump.git`` (a static server is enough for ``git clone``
 
 URLs in canonical links, feeds and sitemaps must be absolute, so the site is built for one base
 URL (the server binds its port first). Files are only rewritten when their bytes change, so a
-rebuild keeps the modification times (Last-Modified) of unchanged pages.
+rebuild keeps the modification times (Last-Modified) of unchanged pages, and the sitemap gives
+every page that same time as its ``<lastmod>``, as a static-site generator or a CMS's sitemap
+plugin does with a page's last edit (a re-crawl trusts it, ``collect.spider``).
 
 ``build_synthetic_site`` renders an N-post blog from the same templates for the crawl benchmark.
 """
@@ -351,7 +353,7 @@ def rss_feed(title: str, site_url: str, items: list[tuple[Post, str]]) -> str:
     return render("feed.xml", title=title, site_url=site_url, items=items)
 
 
-def sitemap(urls: list[tuple[str, date | None]]) -> str:
+def sitemap(urls: list[tuple[str, str]]) -> str:
     return render("sitemap.xml", urls=urls)
 
 
@@ -372,30 +374,35 @@ def build_blog(out: Path, base: str, posts: list[Post], posts_per_page: int, abo
     """Index, post, tag and About pages, a draft, the feed, sitemap and robots.txt; returns the sitemap's paths."""
     recent = posts[:5]
     pages = max(1, -(-len(posts) // posts_per_page))
-    written: list[tuple[str, date | None]] = []
+    written: list[str] = []
     for number in range(1, pages + 1):
         chunk = posts[(number - 1) * posts_per_page : number * posts_per_page]
         _write(_page_file(out, _index_path(number)), blog_index_page(base, chunk, number, pages, recent))
-        written.append((_index_path(number), None))
+        written.append(_index_path(number))
     for index, post in enumerate(posts):
         newer = posts[index - 1] if index > 0 else None
         older = posts[index + 1] if index + 1 < len(posts) else None
         _write(_page_file(out, f"/posts/{post.slug}/"), blog_post_page(base, post, older, newer, recent))
-        written.append((f"/posts/{post.slug}/", post.published))
+        written.append(f"/posts/{post.slug}/")
     tags = sorted({tag for post in posts for tag in post.tags})
     _write(_page_file(out, "/tags/"), tags_index_page(base, tags, recent))
-    written.append(("/tags/", None))
+    written.append("/tags/")
     for tag in tags:
         _write(_page_file(out, f"/tags/{tag}/"), tag_page(base, tag, [p for p in posts if tag in p.tags], recent))
-        written.append((f"/tags/{tag}/", None))
+        written.append(f"/tags/{tag}/")
     _write(_page_file(out, "/about/"), about_page(base, *about, recent))
-    written.append(("/about/", None))
+    written.append("/about/")
     _write(_page_file(out, "/drafts/next-post/"), draft_page(base))  # linked from About, never in the sitemap
     feed_items = [(p, f"{base}/posts/{p.slug}/") for p in posts[:20]]
     _write(out / "feed.xml", rss_feed(SITE_NAME, base + "/", feed_items))
     _write(out / "robots.txt", robots_txt(base))
-    _write(out / "sitemap.xml", sitemap([(base + path, day) for path, day in written]))
-    return [path for path, _ in written]
+    _write(out / "sitemap.xml", sitemap([(base + path, _lastmod(_page_file(out, path))) for path in written]))
+    return written
+
+
+def _lastmod(path: Path) -> str:
+    """A page's last change as a sitemap <lastmod>: its file's mtime (what Last-Modified says too)."""
+    return datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(timespec="seconds")
 
 
 def build_site(out: Path, base: str, content: Path, repo: Path | None, posts_per_page: int) -> Path:
