@@ -119,3 +119,18 @@ def test_task_records_travel_as_json_and_come_back_typed(run_stage):
     }
     assert RunSpec.model_validate(spec) == resolve_run(FORM, [])
     assert yaml.safe_dump(spec)  # plain JSON types only: what XCom stores
+
+
+def test_an_evaluation_summary_carries_metrics_that_could_not_be_measured():
+    # A generation too short for a repetition measure scores None (not 1.0): the XCom must carry it.
+    from twin_ops.dag_tasks.records import EvaluationSummary
+
+    summary = EvaluationSummary(
+        promote=True,
+        reasons=["perplexity ... — pass"],
+        output_dir="reports/evaluation/wren-halvorsen",
+        decision_file="decision.json",
+        report="report.md",
+        metrics={"candidate": {"distinct_2": None, "perplexity": 41.6}, "base": {"distinct_2": 1.0}},
+    )
+    assert summary.metrics["candidate"]["distinct_2"] is None

@@ -81,7 +81,7 @@ class EvaluationSummary(_XCom):
     output_dir: str
     decision_file: str
     report: str
-    metrics: dict[str, dict[str, float]]  # role → metrics
+    metrics: dict[str, dict[str, float | None]]  # role → metrics (None: not measurable, e.g. a text too short)
 
 
 class Promoted(_XCom):
