@@ -49,6 +49,8 @@ def repo(tmp_path_factory, site):
     for name in ("dvc.yaml", "params.yaml"):
         shutil.copy2(ROOT / name, repo / name)
     shutil.copytree(ROOT / "include" / "authors", repo / "include" / "authors")
+    # The demo author's export source is a folder in the repository (relative to it).
+    shutil.copytree(ROOT / "include" / "demo_site" / "export", repo / "include" / "demo_site" / "export")
     shutil.copytree(ROOT / "twin_ops", repo / "twin_ops", ignore=shutil.ignore_patterns("__pycache__"))
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["features"]["documents_alias"] = f"DvcDocs{SUFFIX}"  # never touch the real index
