@@ -25,8 +25,11 @@ def scratch_paths(paths: Paths, root: Path) -> Paths:
 
 
 def write_evaluation_report(params: Params, paths: Paths) -> Path:
+    from twin_ops.evaluation.bootstrap import SampleScores
     from twin_ops.evaluation.gate import GateDecision
     from twin_ops.evaluation.records import EvaluationResult, ModelScores
+
+    per_sample = SampleScores.of_means
     from twin_ops.evaluation.report import write_all
     from twin_ops.evaluation.samples import Sample
 
@@ -41,8 +44,8 @@ def write_evaluation_report(params: Params, paths: Paths) -> Path:
         production_version=None,
         samples=samples,
         models=[
-            ModelScores("candidate", f"{AUTHOR}-twin:v2", {"loss": 2.1, "perplexity": 8.2}, ["Jittered.", HOSTILE]),
-            ModelScores("base", "base", {"loss": 2.9, "perplexity": 18.2}, ["Wait.", "Because\nit ends."]),
+            ModelScores("candidate", f"{AUTHOR}-twin:v2", per_sample({"perplexity": [8.0, 8.4]}), ["Jittered.", HOSTILE]),
+            ModelScores("base", "base", per_sample({"perplexity": [18.0, 18.4]}), ["Wait.", "Because\nit ends."]),
         ],
         author_style={},
         notes=["a test report"],

@@ -161,10 +161,12 @@ def markdown(result: EvaluationResult, params: Params) -> str:
         f"The gate promotes when the primary metric's interval lies above the margin; a guarded metric "
         f"blocks when its interval lies below -tolerance.",
         "",
-        "| metric | better | "
-        + " | ".join(f"{m.role} `{m.label}`" for m in result.models)
-        + " | author (held-out) | "
-        + " | ".join(f"vs {against}" for against in versus)
+        # One cell per column, so the header, the rule and the rows agree (also with no comparison).
+        "| "
+        + " | ".join(
+            ["metric", "better", *(f"{m.role} `{m.label}`" for m in result.models), "author (held-out)"]
+            + [f"vs {against}" for against in versus]
+        )
         + " |",
         "|---|---|" + "---|" * (len(result.models) + 1 + len(versus)),
     ]
