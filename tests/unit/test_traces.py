@@ -34,7 +34,7 @@ class Backend:
     async def models(self) -> dict[str, str]:
         return {f"{WREN}-twin": f"{WREN}-twin:v3"}
 
-    async def retrieve(self, query: str, author: str | None, k: int | None) -> Retrieval:
+    async def retrieve(self, query: str, author: str | None, k: int | None, history=()) -> Retrieval:
         await asyncio.sleep(RETRIEVAL_S)
         passages = tuple(
             Passage(f"chunk-{n}", WREN, f"Post {n}", f"http://127.0.0.1:8000/posts/{n}/", f"text {n}", 1.0 - n / 10)
