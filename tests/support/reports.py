@@ -44,7 +44,9 @@ def write_evaluation_report(params: Params, paths: Paths) -> Path:
         production_version=None,
         samples=samples,
         models=[
-            ModelScores("candidate", f"{AUTHOR}-twin:v2", per_sample({"perplexity": [8.0, 8.4]}), ["Jittered.", HOSTILE]),
+            ModelScores(
+                "candidate", f"{AUTHOR}-twin:v2", per_sample({"perplexity": [8.0, 8.4]}), ["Jittered.", HOSTILE]
+            ),
             ModelScores("base", "base", per_sample({"perplexity": [18.0, 18.4]}), ["Wait.", "Because\nit ends."]),
         ],
         author_style={},

@@ -134,3 +134,6 @@ def test_an_evaluation_summary_carries_metrics_that_could_not_be_measured():
         metrics={"candidate": {"distinct_2": None, "perplexity": 41.6}, "base": {"distinct_2": 1.0}},
     )
     assert summary.metrics["candidate"]["distinct_2"] is None
+    from twin_ops.evaluation.report import finite
+
+    assert [finite(v) for v in (float("nan"), float("inf"), None, 2.5)] == [None, None, None, 2.5]  # JSON-safe

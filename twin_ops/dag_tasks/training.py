@@ -145,6 +145,7 @@ def evaluate(run: RunSpec, candidate: CandidateRegistered) -> EvaluationSummary:
 
     The gate's decision is logged once, by the evaluation itself.
     """
+    from twin_ops.evaluation.report import finite
     from twin_ops.evaluation.run import evaluate as evaluate_models
 
     params, paths, settings = load(run.overrides)
@@ -155,7 +156,8 @@ def evaluate(run: RunSpec, candidate: CandidateRegistered) -> EvaluationSummary:
         output_dir=str(result.output_dir),
         decision_file=str(paths.gate_decision(run.author)),
         report=str(result.files.get("report", result.output_dir / "report.md")),
-        metrics={m.role: m.metrics for m in result.models},
+        # XComs are JSON: a metric that could not be measured (nan, inf) travels as None, as in metrics.json.
+        metrics={m.role: {k: finite(v) for k, v in m.metrics.items()} for m in result.models},
     )
 
 

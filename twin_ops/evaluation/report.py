@@ -25,8 +25,9 @@ from twin_ops.evaluation.records import EvaluationResult
 EXCERPT_CHARS = 600
 
 
-def _number(value: float) -> float | None:
-    return value if math.isfinite(value) else None  # JSON has no inf/nan; DVC shows null as "-"
+def finite(value: float | None) -> float | None:
+    """A metric as JSON can carry it: nan, inf (not measurable) and None become None (DVC shows "-")."""
+    return value if value is not None and math.isfinite(value) else None
 
 
 def _write(path: Path, text: str) -> Path:
@@ -39,12 +40,12 @@ def _write(path: Path, text: str) -> Path:
 def metrics_payload(result: EvaluationResult) -> dict[str, Any]:
     return {
         "samples": len(result.samples),
-        "models": {m.role: {k: _number(v) for k, v in sorted(m.metrics.items())} for m in result.models},
-        "author_reference": {k: _number(v) for k, v in sorted(result.author_style.items())},
+        "models": {m.role: {k: finite(v) for k, v in sorted(m.metrics.items())} for m in result.models},
+        "author_reference": {k: finite(v) for k, v in sorted(result.author_style.items())},
         # The candidate's change (positive = better) with its paired bootstrap interval, per reference.
         "intervals": {
             against: {
-                c.metric: {"change": _number(c.change), "low": _number(c.low), "high": _number(c.high)}
+                c.metric: {"change": finite(c.change), "low": finite(c.low), "high": finite(c.high)}
                 for c in result.comparisons(against).values()
             }
             for against in ("production", "base")
