@@ -9,7 +9,6 @@ this run's aliases). It starts a local Ray: run under `flock /tmp/twin-ray.lock`
 
 from __future__ import annotations
 
-import os
 import subprocess
 import tempfile
 import time
@@ -20,7 +19,7 @@ import pytest
 
 from tests.conftest import BIN, ROOT
 from tests.integration.test_serving_app import tiny_registry, twin
-from tests.support.services import free_port
+from tests.support.services import local_app
 from twin_ops.demo.content import demo_conversations, read_post
 
 API_KEY = "browser-key-" + uuid.uuid4().hex[:8]
@@ -31,26 +30,13 @@ WAIT_S = 240
 @pytest.fixture(scope="module")
 def app(params, paths, demo_index, tiny_model):
     from twin_ops.config import load_params
-    from twin_ops.serving import ops
 
     index_overrides, _ = demo_index
     overrides = {**index_overrides, "serving": {"generation": {"default_max_tokens": MAX_TOKENS}}}
     served = load_params(paths.root / "params.yaml", overrides)
     models = tiny_registry(served, tiny_model, Path(tempfile.mkdtemp(prefix="twin-chat-")))
-    os.environ["TWIN_OPS_API_KEY"] = API_KEY
-    try:
-        url = ops.start_local(
-            served,
-            paths,
-            port=free_port(),
-            app_args={"overrides": overrides, "models_dir": str(models)},
-            single_replica=True,
-            log=lambda line: None,
-        )
+    with local_app(served, paths, overrides, models, API_KEY) as url:
         yield url, served
-    finally:
-        ops.stop_local()
-        os.environ.pop("TWIN_OPS_API_KEY", None)
 
 
 @pytest.fixture(scope="module")

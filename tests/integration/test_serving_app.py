@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import socket
 import tempfile
 import threading
@@ -22,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.services import free_port
+from tests.support.services import free_port, local_app
 from twin_ops.config import Params
 from twin_ops.demo.content import juno_posts, read_post, wren_posts
 
@@ -58,7 +57,6 @@ def app(params, paths, demo_index, tiny_model):
     """The app running on a free loopback port over the run's demo index; yields (url, params as the
     replicas see them, the registry folder)."""
     from twin_ops.config import load_params
-    from twin_ops.serving import ops
 
     index_overrides, _ = demo_index
     folder = Path(tempfile.mkdtemp(prefix="twin-serving-"))
@@ -72,20 +70,8 @@ def app(params, paths, demo_index, tiny_model):
     }
     served = load_params(paths.root / "params.yaml", overrides)
     models = tiny_registry(served, tiny_model, folder)
-    os.environ["TWIN_OPS_API_KEY"] = API_KEY  # read by the Ingress replica at start-up
-    try:
-        url = ops.start_local(
-            served,
-            paths,
-            port=free_port(),
-            app_args={"overrides": overrides, "models_dir": str(models)},
-            single_replica=True,
-            log=lambda line: None,
-        )
+    with local_app(served, paths, overrides, models, API_KEY) as url:
         yield url, served, models
-    finally:
-        ops.stop_local()
-        os.environ.pop("TWIN_OPS_API_KEY", None)
 
 
 @pytest.fixture(scope="module")
